@@ -1,0 +1,1 @@
+"""SpaGAN climate downscaling for CORDEX ML-Bench."""

@@ -1,0 +1,171 @@
+"""The configuration schema: one tree of frozen dataclasses, the only place where defaults live.
+
+Every field carries a one-line description in ``metadata["doc"]`` and, where the value is one of a
+fixed set, the allowed values in ``metadata["choices"]``; numeric bounds in ``metadata["min"]`` /
+``metadata["max"]`` (``min_exclusive`` for strictly positive values). The loader
+(:mod:`ml_benchmark_spategan.config.loader`) validates YAML and ``--set`` overrides against this tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def _f(default, doc, *, choices=None, min=None, max=None, min_exclusive=False, factory=False):
+    """A dataclass field with its description and validation rules."""
+    meta = {"doc": doc}
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    if min is not None:
+        meta["min"] = min
+        meta["min_exclusive"] = min_exclusive
+    if max is not None:
+        meta["max"] = max
+    if factory:
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+NORMALIZATION_METHODS = ("standardize_pointwise", "standardize_global", "minmax_01", "minmax_11", "log1p_standardize", "log1p_minmax", "none")
+
+
+@dataclass(frozen=True)
+class NormalizationConfig:
+    predictors: str = _f("standardize_pointwise", "predictor transform (per-grid-point standardisation is the benchmark reference)", choices=NORMALIZATION_METHODS)
+    target: str = _f("auto", "target transform; auto = log1p_standardize for pr, standardize_global for tasmax", choices=("auto",) + NORMALIZATION_METHODS)
+    min_std: float = _f(1e-6, "guard: standard deviations (and min-max ranges) below this are replaced by 1", min=0.0)
+
+
+@dataclass(frozen=True)
+class FilesConfig:
+    """Bring-your-own data (used when ``data.source: files``)."""
+
+    predictor_files: tuple[str, ...] = _f((), "NetCDF file(s) or glob patterns holding the predictors (merged along time)")
+    predictor_variables: tuple[str, ...] = _f((), "predictor variable names in channel order; empty = the 15 CORDEX ML-Bench names")
+    target_file: str = _f("", "NetCDF file holding the target")
+    target_variable: str = _f("", "target variable name in target_file; empty = data.target_variable")
+    orography_file: str = _f("", "optional NetCDF file with a static covariate on the target grid")
+    orography_variable: str = _f("orog", "variable name of the static covariate")
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    mode: str = _f("auto", "auto = in memory when the split fits memory_budget_gb, else streamed from disk", choices=("auto", "memory", "streaming"))
+    memory_budget_gb: float = _f(4.0, "largest split (predictors + target, float32) held in memory by mode=auto", min=0.0)
+    num_workers: int = _f(0, "DataLoader worker processes for the streaming path", min=0)
+    block_days: int = _f(128, "days read per block by the streaming path (aligned to the dask time chunks)", min=1)
+    chunk_days: int = _f(128, "dask chunk length along time when opening files", min=1)
+    shuffle: bool = _f(True, "shuffle training samples (blocks, then samples within a block)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _f("cordex", "cordex = benchmark directory layout under root; files = bring your own (see data.files)", choices=("cordex", "files"))
+    root: str = _f("data/cordex", "folder that contains <DOMAIN>_domain/ (the extracted benchmark zip or the synthetic domain)")
+    domain: str = _f("ALPS", "CORDEX ML-Bench domain", choices=("ALPS", "NZ", "SA"))
+    experiment: str = _f("ESD_pseudo_reality", "training experiment", choices=("ESD_pseudo_reality", "Emulator_hist_future"))
+    target_variable: str = _f("pr", "variable to downscale", choices=("pr", "tasmax"))
+    train_years: tuple[str, ...] = _f((), "training years as 'YYYY' or 'YYYY-YYYY' ranges; empty = experiment default (ESD 1961-1974; Emulator 1961-1980 + 2080-2089)")
+    val_years: tuple[str, ...] = _f((), "validation years; empty = experiment default (ESD 1975-1980; Emulator 2090-2099)")
+    use_orography: bool = _f(True, "add the static orography (Static_fields.nc: orog) as an input covariate")
+    normalization: NormalizationConfig = _f(NormalizationConfig, "normalisation per role", factory=True)
+    loader: LoaderConfig = _f(LoaderConfig, "data loading", factory=True)
+    files: FilesConfig = _f(FilesConfig, "bring-your-own files (data.source: files)", factory=True)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    filters: int = _f(96, "channels of the coarse-resolution residual blocks", min=1)
+    n_coarse_blocks: int = _f(4, "residual blocks of the U-shaped coarse-resolution trunk", min=1)
+    upsample_channels: tuple[int, ...] = _f((96, 64, 32), "channels after each ×2 upsampling stage (one entry per stage)")
+    dropout: float = _f(0.2, "dropout probability; stays active when sampling ensemble members", min=0.0, max=1.0)
+    working_grid: tuple[int, ...] = _f((), "coarse working grid (h, w) for bring-your-own data; empty = target shape / 2**stages")
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    hr_channels: tuple[int, ...] = _f((128, 256, 256, 256, 128), "channels of the high-resolution residual path")
+    lr_channels: tuple[int, ...] = _f((128, 128), "channels of the low-resolution (predictor) path")
+    dropout: float = _f(0.3, "dropout probability", min=0.0, max=1.0)
+    spectral_norm: bool = _f(True, "spectral normalisation on every convolution")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = _f("spagan", "model from the registry", choices=("spagan", "deepesd", "bilinear"))
+    generator: GeneratorConfig = _f(GeneratorConfig, "SpaGAN generator", factory=True)
+    discriminator: DiscriminatorConfig = _f(DiscriminatorConfig, "SpaGAN discriminator", factory=True)
+    bilinear_predictor: str = _f("auto", "predictor interpolated by the bilinear baseline; auto = t_850 for tasmax, q_850 for pr")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    l1_weight: float = _f(0.5, "weight of the L1 content loss on the ensemble mean", min=0.0)
+    mse_weight: float = _f(1.0, "weight of the MSE content loss on the ensemble mean", min=0.0)
+    adversarial_weight: float = _f(0.01, "weight of the generator's adversarial loss", min=0.0)
+    adversarial_loss: str = _f("bce", "bce = non-saturating with one-sided label smoothing; hinge", choices=("bce", "hinge"))
+    label_smoothing: float = _f(0.1, "one-sided label smoothing: real label = 1 - value (bce only)", min=0.0, max=0.5)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = _f("adam", "optimiser", choices=("adam", "adamw"))
+    learning_rate: float = _f(1e-4, "peak learning rate", min=0.0, min_exclusive=True)
+    beta1: float = _f(0.0, "Adam beta1", min=0.0, max=1.0)
+    beta2: float = _f(0.999, "Adam beta2", min=0.0, max=1.0)
+    weight_decay: float = _f(1e-4, "weight decay", min=0.0)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    warmup_epochs: int = _f(5, "linear warm-up length in epochs", min=0)
+    warmup_start_lr: float = _f(1e-6, "learning rate at the start of warm-up", min=0.0)
+    plateau_epochs: int = _f(5, "epochs at the peak learning rate after warm-up", min=0)
+    decay_gamma: float = _f(0.97, "exponential decay factor per epoch after the plateau", min=0.0, max=1.0, min_exclusive=True)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    batch_size: int = _f(32, "samples per batch", min=1)
+    epochs: int = _f(20, "training epochs", min=1)
+    max_steps_per_epoch: int = _f(0, "cap on steps per epoch (0 = the whole training split)", min=0)
+    n_critic: int = _f(2, "discriminator updates per generator update", min=1)
+    ensemble_size: int = _f(2, "generator members per sample in the content loss (loss on their mean)", min=1)
+    loss: LossConfig = _f(LossConfig, "loss weights and adversarial loss", factory=True)
+    optimizer_g: OptimizerConfig = _f(OptimizerConfig, "generator optimiser", factory=True)
+    optimizer_d: OptimizerConfig = _f(lambda: OptimizerConfig(name="adamw", learning_rate=5e-4), "discriminator optimiser", factory=True)
+    schedule: ScheduleConfig = _f(ScheduleConfig, "learning-rate schedule (both networks)", factory=True)
+    precision: str = _f("auto", "auto = bf16 autocast on CUDA, fp32 on CPU; fp16 uses separate grad scalers for G and D", choices=("auto", "fp32", "bf16", "fp16"))
+    grad_clip_norm: float = _f(0.0, "clip gradient norm of each network to this value (0 = off)", min=0.0)
+    seed: int = _f(0, "seed of every random number generator", min=0)
+    deterministic: bool = _f(False, "deterministic algorithms (bit-reproducible on CPU; slower on GPU)")
+    nonfinite_loss: str = _f("stop", "on a NaN/Inf loss: stop the run with an error, or skip the step", choices=("stop", "skip"))
+    val_members: int = _f(3, "ensemble members predicted per validation day for diagnostics", min=1)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    plot_every_epochs: int = _f(1, "sample plots every N epochs (0 = never; the last epoch always plots)", min=0)
+    diagnostics_every_epochs: int = _f(1, "validation diagnostics on the full validation split every N epochs", min=1)
+    checkpoint_every_epochs: int = _f(5, "keep checkpoint_epoch_NNN.pt every N epochs (0 = never); last.pt is written every epoch", min=0)
+    best_metric: str = _f("val/rmse", "validation metric that selects best.pt")
+    best_mode: str = _f("min", "whether smaller or larger best_metric is better", choices=("min", "max"))
+    progress_bar: bool = _f(True, "tqdm progress bar per epoch")
+    sample_day: int = _f(0, "index of the validation day drawn in sample plots", min=0)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    root: str = _f("runs", "folder in which run folders YYYYMMDD_HHMMSS_<id>/ are created")
+    name: str = _f("", "optional suffix appended to the run folder name")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = _f(DataConfig, "data source, split, normalisation and loading", factory=True)
+    model: ModelConfig = _f(ModelConfig, "model and its sizes", factory=True)
+    training: TrainingConfig = _f(TrainingConfig, "optimisation", factory=True)
+    logging: LoggingConfig = _f(LoggingConfig, "plots, diagnostics and checkpoints", factory=True)
+    run: RunConfig = _f(RunConfig, "run folder", factory=True)
+    device: str = _f("auto", "auto = CUDA if available else CPU; or cpu, cuda, cuda:N")
+    on_missing_gpu: str = _f("fallback", "when CUDA is requested but absent: fall back to CPU with a warning, or fail", choices=("fallback", "error"))
