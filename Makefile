@@ -1,0 +1,55 @@
+# Two commands do all set-up on a fresh machine:  `make run`  and  `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU build of torch by default (the CUDA build is several GB). On a GPU machine use e.g.
+#   make run TORCH_SPEC="torch==2.13.0" PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cu126"
+TORCH_SPEC ?= torch==2.13.0
+PIP_TORCH_ARGS ?=
+DEMO_DOMAIN ?= ALPS
+DEMO_ROOT ?= data/cordex
+DEMO_YEARS ?= 3
+DEMO_MARKER := $(DEMO_ROOT)/.demo_$(DEMO_DOMAIN)_$(DEMO_YEARS)y.ok
+RUN_ROOT ?= runs
+# The demo: a small SpaGAN, 3 short epochs on CPU (minutes). Real experiments use config.yml as it is.
+DEMO_SET ?= --set data.root=$(DEMO_ROOT) --set data.domain=$(DEMO_DOMAIN) \
+	--set 'data.train_years=[1961-1962]' --set 'data.val_years=[1963]' \
+	--set model.generator.filters=32 --set 'model.generator.upsample_channels=[32,32,16]' \
+	--set 'model.discriminator.hr_channels=[16,32,32,32,16]' --set 'model.discriminator.lr_channels=[32,32]' \
+	--set training.epochs=3 --set training.batch_size=16 --set training.max_steps_per_epoch=25 \
+	--set training.schedule.warmup_epochs=1 --set training.val_members=3 --set run.root=$(RUN_ROOT) \
+	--set device=cpu
+
+.PHONY: venv data run test lint clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(PIP_TORCH_ARGS)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(DEMO_MARKER): | $(VENV)/.installed
+	$(PY) -m ml_benchmark_spategan.synthetic --domain $(DEMO_DOMAIN) --out $(DEMO_ROOT) --years $(DEMO_YEARS) --seed 0
+	touch $@
+
+data: $(DEMO_MARKER)
+
+run: $(VENV)/.installed $(DEMO_MARKER)
+	@set -euo pipefail; \
+	$(PY) training_v2.py --config config.yml $(DEMO_SET) | tee $(VENV)/last_run.log; \
+	run_dir=$$(sed -n 's/^run folder: //p' $(VENV)/last_run.log | tail -n 1); \
+	$(PY) evaluation/evaluate.py "$$run_dir" --split val --members 3; \
+	echo "run folder: $$run_dir"
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Train a downscaling model: parse arguments -> load the config -> run. No logic of its own.
+
+    python training_v2.py --config config.yml [--set training.epochs=3 --set data.domain=NZ ...]
+                          [--run-dir DIR] [--dry-run] [--resume RUN_DIR|auto]
+
+Exit status: 0 on success; 2 for a bad configuration, bad data or an unusable checkpoint (the message
+is printed to stderr without a traceback, and nothing is created for a bad configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ml_benchmark_spategan.config import ConfigError, config_to_yaml, load_config
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a SpaGAN (or baseline) downscaling model on CORDEX ML-Bench data.")
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (default: the schema defaults)")
+    parser.add_argument("--set", dest="overrides", metavar="KEY.PATH=VALUE", action="append", default=[],
+                        help="override a config key, value parsed as YAML (e.g. training.epochs=3); repeatable")
+    parser.add_argument("--run-dir", metavar="DIR", help="run folder to create (default: a new folder under run.root)")
+    parser.add_argument("--resume", metavar="RUN_DIR|auto", help="continue a run from its last checkpoint; auto = the newest run under run.root")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config as YAML and exit without creating anything")
+    return parser.parse_args(argv)
+
+
+def _train(cfg, args: argparse.Namespace) -> int:
+    # Imported here: the training stack pulls in torch and the data layer, which a config error or a
+    # dry run never needs.
+    from ml_benchmark_spategan.dataloader.errors import DataError
+    from ml_benchmark_spategan.training.checkpoint import CheckpointError
+    from ml_benchmark_spategan.training.run import train
+
+    try:
+        run_dir = train(cfg, run_dir=args.run_dir, resume=args.resume)
+    except ConfigError as err:  # e.g. a checkpoint's stored config that no longer validates
+        print(f"config error:\n{err}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"config error:\n{err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        sys.stdout.write(config_to_yaml(cfg, comments=False))
+        return 0
+    return _train(cfg, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
