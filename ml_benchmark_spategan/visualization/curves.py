@@ -1,0 +1,142 @@
+"""Axes-level curve plots: spectra, quantiles, histograms, ensemble reliability, run comparisons.
+
+Each function takes already computed arrays, draws on ``ax`` and returns it; nothing here computes a
+diagnostic. Labels map to series so that several runs or models can share one panel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def _as_1d(values, what: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{what}: expected a 1-D array, found shape {arr.shape}")
+    return arr
+
+
+def _same_length(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    if a.size != b.size:
+        raise ValueError(f"{what}: lengths differ ({a.size} vs {b.size})")
+
+
+def plot_psd(ax, curves: Mapping[str, tuple], xlabel: str = "wavenumber (cycles/km)", ylabel: str = "power"):
+    """Log–log power spectra: ``curves[label] = (wavenumber (n,), power (n,))``; k <= 0 or P <= 0 skipped."""
+    for label, (k, power) in curves.items():
+        k, power = _as_1d(k, f"plot_psd {label!r} wavenumber"), _as_1d(power, f"plot_psd {label!r} power")
+        _same_length(k, power, f"plot_psd {label!r}")
+        keep = (k > 0) & (power > 0) & np.isfinite(power)
+        ax.plot(k[keep], power[keep], label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_qq(ax, quantiles_true, quantiles_pred_by_label: Mapping[str, Sequence[float]], log: bool = False,
+            units: str = ""):
+    """Quantile–quantile plot of predicted against true quantiles (same probabilities), with the 1:1 line."""
+    q_true = _as_1d(quantiles_true, "plot_qq quantiles_true")
+    all_values = [q_true]
+    for label, q_pred in quantiles_pred_by_label.items():
+        q_pred = _as_1d(q_pred, f"plot_qq {label!r}")
+        _same_length(q_true, q_pred, f"plot_qq {label!r} vs quantiles_true")
+        ax.plot(q_true, q_pred, marker="o", markersize=3, label=label)
+        all_values.append(q_pred)
+    finite = np.concatenate(all_values)
+    finite = finite[np.isfinite(finite) & ((finite > 0) if log else True)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.1, 1.0)
+    ax.plot([lo, hi], [lo, hi], color="k", linestyle="--", linewidth=0.8, label="1:1")
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    suffix = f" ({units})" if units else ""
+    ax.set_xlabel(f"true quantile{suffix}")
+    ax.set_ylabel(f"predicted quantile{suffix}")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_histogram(ax, values_by_label: Mapping[str, Sequence[float]], bins, log: bool = False, xlabel: str = ""):
+    """Density histograms (step lines) of several samples on shared ``bins``; NaN ignored; ``log``: log y."""
+    for label, values in values_by_label.items():
+        values = np.asarray(values, dtype=np.float64).ravel()
+        ax.hist(values[np.isfinite(values)], bins=bins, density=True, histtype="step", linewidth=1.2, label=label)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_rank_histogram(ax, counts, title: str = "rank histogram"):
+    """Rank histogram: ``counts (n_members + 1,)`` drawn as relative frequencies with the flat reference."""
+    counts = _as_1d(counts, "plot_rank_histogram counts")
+    total = counts.sum()
+    if total <= 0:
+        raise ValueError("plot_rank_histogram: counts sum to zero")
+    ranks = np.arange(counts.size)
+    ax.bar(ranks, counts / total, width=0.9, color="0.55")
+    ax.axhline(1.0 / counts.size, color="k", linestyle="--", linewidth=1.0, label="flat (reliable)")
+    ax.set_xlabel("rank of observation")
+    ax.set_ylabel("relative frequency")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_spread_skill(ax, spread, skill, label: str = ""):
+    """Ensemble spread against skill (RMSE of the ensemble mean), e.g. per bin, with the 1:1 line."""
+    spread, skill = _as_1d(spread, "plot_spread_skill spread"), _as_1d(skill, "plot_spread_skill skill")
+    _same_length(spread, skill, "plot_spread_skill spread vs skill")
+    ax.plot(spread, skill, marker="o", markersize=3, label=label or None)
+    both = np.concatenate([spread, skill])
+    both = both[np.isfinite(both)]
+    hi = float(both.max()) if both.size else 1.0
+    ax.plot([0.0, hi], [0.0, hi], color="k", linestyle="--", linewidth=0.8, label="1:1")
+    ax.set_xlabel("ensemble spread")
+    ax.set_ylabel("RMSE of ensemble mean")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_bars(ax, values_by_label: Mapping[str, Mapping[str, float]], ylabel: str = ""):
+    """Grouped bars: one group per metric name, one bar per label (e.g. run); missing values are gaps."""
+    names = list(dict.fromkeys(name for values in values_by_label.values() for name in values))
+    if not names:
+        raise ValueError("plot_bars: no values to draw")
+    n_labels = max(len(values_by_label), 1)
+    width = 0.8 / n_labels
+    positions = np.arange(len(names), dtype=np.float64)
+    for i, (label, values) in enumerate(values_by_label.items()):
+        heights = [values.get(name, np.nan) for name in names]
+        ax.bar(positions + (i - (n_labels - 1) / 2) * width, heights, width=width, label=label)
+    ax.set_xticks(positions)
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    ax.axhline(0.0, color="k", linewidth=0.6)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_lines(ax, x, series: Mapping[str, Sequence[float]], ylabel: str = "", logy: bool = False,
+               xlabel: str = "epoch"):
+    """Several series over a shared ``x (n,)``; NaN values leave gaps; ``logy``: log y axis."""
+    x = _as_1d(x, "plot_lines x")
+    for label, y in series.items():
+        y = _as_1d(y, f"plot_lines {label!r}")
+        _same_length(x, y, f"plot_lines {label!r} vs x")
+        ax.plot(x, y, marker="." if x.size < 50 else None, label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if series:
+        ax.legend(fontsize=8)
+    return ax
