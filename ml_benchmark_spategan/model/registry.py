@@ -1,0 +1,99 @@
+"""Model registry: name -> builder of a :class:`ModelBundle`.
+
+A user model is added with::
+
+    @register_model("mymodel")
+    def build_mymodel(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
+        return ModelBundle(generator=MyNet(...), discriminator=None, kind="regression")
+
+Its generator must take ``(x_lr (B, C, h, w), static_hr | None)`` and return (B, 1, H, W), and offer
+``sample(x_lr, n_members, static_hr=None) -> (B, n_members, H, W)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from ml_benchmark_spategan.config.schema import ModelConfig
+from ml_benchmark_spategan.model.baselines import BilinearBaseline, DeepESD
+from ml_benchmark_spategan.model.spagan2d import Discriminator, Generator
+
+KINDS = ("gan", "regression", "fixed")
+#: The predictor the bilinear baseline interpolates when ``model.bilinear_predictor`` is ``auto``.
+BILINEAR_AUTO = {"tasmax": "t_850", "pr": "q_850"}
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """The networks of one model. kind: gan (G + D), regression (trained G only), fixed (nothing to train)."""
+
+    generator: nn.Module
+    discriminator: nn.Module | None
+    kind: str
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"ModelBundle.kind: expected one of {KINDS}, found {self.kind!r}")
+        if (self.kind == "gan") != (self.discriminator is not None):
+            raise ValueError(f"ModelBundle: kind {self.kind!r} {'needs' if self.kind == 'gan' else 'takes no'} discriminator")
+
+
+Builder = Callable[..., ModelBundle]
+MODELS: dict[str, Builder] = {}
+
+
+def register_model(name: str) -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder`` under ``name`` (an existing name raises)."""
+
+    def decorate(builder: Builder) -> Builder:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        MODELS[name] = builder
+        return builder
+
+    return decorate
+
+
+def build_model(cfg: ModelConfig, in_channels: int, in_shape: tuple[int, int], out_shape: tuple[int, int],
+                static_channels: int = 0, predictor_names: Sequence[str] = (), target_variable: str = "pr") -> ModelBundle:
+    """Build ``cfg.name`` for predictors (in_channels, *in_shape) and a target on ``out_shape``."""
+    if cfg.name not in MODELS:
+        raise ValueError(f"model.name: unknown model {cfg.name!r}; registered models: {sorted(MODELS)}")
+    if predictor_names and len(predictor_names) != in_channels:
+        raise ValueError(f"predictor_names: expected {in_channels} names (in_channels), found {len(predictor_names)}")
+    return MODELS[cfg.name](cfg, in_channels, tuple(in_shape), tuple(out_shape), static_channels,
+                            tuple(predictor_names), target_variable)
+
+
+@register_model("spagan")
+def _build_spagan(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
+    generator = Generator(in_channels, in_shape, out_shape, cfg.generator, static_channels)
+    discriminator = Discriminator(in_channels, in_shape, out_shape, cfg.discriminator)
+    return ModelBundle(generator, discriminator, "gan")
+
+
+@register_model("deepesd")
+def _build_deepesd(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
+    return ModelBundle(DeepESD(in_channels, in_shape, out_shape), None, "regression")
+
+
+def bilinear_channel(choice: str, predictor_names: Sequence[str], target_variable: str) -> int:
+    """Channel index of the bilinear baseline's predictor (``auto`` resolved from the target variable)."""
+    name = choice
+    if choice == "auto":
+        if target_variable not in BILINEAR_AUTO:
+            raise ValueError(f"model.bilinear_predictor: 'auto' is defined for targets {sorted(BILINEAR_AUTO)}, "
+                             f"found target {target_variable!r}; name a predictor instead")
+        name = BILINEAR_AUTO[target_variable]
+    if name not in predictor_names:
+        raise ValueError(f"model.bilinear_predictor: predictor {name!r} not among the predictors {list(predictor_names)}")
+    return list(predictor_names).index(name)
+
+
+@register_model("bilinear")
+def _build_bilinear(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
+    channel = bilinear_channel(cfg.bilinear_predictor, predictor_names, target_variable)
+    return ModelBundle(BilinearBaseline(channel, in_shape, out_shape), None, "fixed")

@@ -1,0 +1,321 @@
+"""SpaGAN: a conditional GAN that maps coarse predictors to one high-resolution field.
+
+Shapes: predictors ``x_lr`` (B, C, h, w), static covariates ``static_hr`` (B or 1, S, H, W), target and
+predictions (B, 1, H, W), all in normalised space. Members of an ensemble are (B, n_members, H, W).
+
+Generator
+    Works on a coarse *working grid* (h0, w0) = ``cfg.working_grid`` if set, else
+    (ceil(H / 2**n), ceil(W / 2**n)) with n = len(cfg.upsample_channels) ×2 stages. For the benchmark
+    (16x16 -> 128x128, n = 3) the working grid is the predictor grid and no resizing happens. For
+    bring-your-own grids the predictors are bilinearly interpolated from (h, w) to the working grid, the
+    network upsamples by 2**n to (h0 * 2**n, w0 * 2**n) >= (H, W), and the output is bilinearly resized
+    to exactly (H, W). We resize rather than crop because the working grid spans the same area as the
+    target: a crop would cut off its edges and shift every cell. Static covariates (orography) are
+    area-averaged to the working grid and concatenated to the predictors, and resized (area average when
+    coarsening, bilinear otherwise) and concatenated at every upsampling stage.
+
+    Trunk: stem conv -> residual blocks at (h0, w0) -> one U level (stride-2 conv to ceil(h0/2), blocks,
+    bilinear back up, 1x1 merge with the skip) -> blocks -> n stages of [×2 bilinear upsampling, concat
+    static, conv, 2 residual blocks] -> GroupNorm/LeakyReLU/3x3 conv to one channel (linear output).
+    Stochasticity: element-wise dropout in every residual block, active while sampling (MC dropout),
+    with masks from the global RNG, so ensemble members differ. ``set_mc_dropout(False)`` plus ``eval()``
+    gives a deterministic network.
+
+Discriminator
+    Conditional patch discriminator. The HR path runs residual blocks over y (stride 2 in the first
+    k = min(len(hr_channels), floor(log2(min(H/h, W/w)))) blocks; 128 -> 16 for the benchmark) and the
+    HR features are then area-averaged to the predictor grid (h, w) if they still differ. The LR path runs
+    residual blocks over x_lr at (h, w). Both are concatenated and reduced by 1x1 convs to patch logits
+    (B, 1, h, w). Dropout after every block; optional spectral norm on every conv; Kaiming-normal
+    weights and zero biases set after the layers exist and before spectral norm is registered.
+
+Training step (StyleGAN2-ADA style phases): ``n_critic`` discriminator phases, then one generator
+phase, see :func:`train_gan_step`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorConfig, LossConfig, TrainingConfig
+from ml_benchmark_spategan.model import losses
+from ml_benchmark_spategan.model.amp import autocast, make_grad_scalers, optimizer_step, resolve_precision
+from ml_benchmark_spategan.model.blocks import (
+    LEAKY_SLOPE,
+    DiscResBlock,
+    GenResBlock,
+    MCDropout,
+    conv1x1,
+    conv3x3,
+    group_norm,
+    init_weights,
+    resize_area,
+    resize_bilinear,
+)
+
+__all__ = [
+    "Generator", "Discriminator", "GanStepSettings", "train_gan_step", "discriminator_step",
+    "generator_step", "resolve_precision", "make_grad_scalers", "working_grid",
+]
+
+BLOCKS_PER_STAGE = 2  # residual blocks after each ×2 upsampling
+
+
+def working_grid(out_shape: tuple[int, int], n_stages: int, override: tuple[int, ...] = ()) -> tuple[int, int]:
+    """Coarse grid (h0, w0) of the generator: ``override`` if given, else ceil(out / 2**n_stages)."""
+    if override:
+        if len(override) != 2 or min(override) < 1:
+            raise ValueError(f"model.generator.working_grid: expected two positive ints (h, w), found {tuple(override)}")
+        return int(override[0]), int(override[1])
+    f = 2**n_stages
+    return math.ceil(out_shape[0] / f), math.ceil(out_shape[1] / f)
+
+
+def _check_input(name: str, t: torch.Tensor, channels: int, shape: tuple[int, int]) -> None:
+    if t.ndim != 4 or t.shape[1] != channels or tuple(t.shape[-2:]) != tuple(shape):
+        raise ValueError(f"{name}: expected (batch, {channels}, {shape[0]}, {shape[1]}), found {tuple(t.shape)}")
+
+
+class _UpStage(nn.Module):
+    """×2 bilinear upsampling, concat the resized static field, conv to ``c_out``, residual blocks."""
+
+    def __init__(self, c_in: int, c_out: int, static_channels: int, dropout: float):
+        super().__init__()
+        self.conv = conv3x3(c_in + static_channels, c_out)
+        self.blocks = nn.Sequential(*[GenResBlock(c_out, dropout) for _ in range(BLOCKS_PER_STAGE)])
+
+    def forward(self, h: torch.Tensor, static_hr: torch.Tensor | None) -> torch.Tensor:
+        h = resize_bilinear(h, (2 * h.shape[-2], 2 * h.shape[-1]))
+        if static_hr is not None:
+            h = torch.cat([h, resize_area(static_hr, h.shape[-2:]).to(h.dtype)], dim=1)
+        return self.blocks(self.conv(h))
+
+
+class Generator(nn.Module):
+    """Predictors (B, C, h, w) [+ static (B or 1, S, H, W)] -> normalised field (B, 1, H, W)."""
+
+    def __init__(self, in_channels: int, in_shape: tuple[int, int], out_shape: tuple[int, int],
+                 cfg: GeneratorConfig, static_channels: int = 0):
+        super().__init__()
+        if not cfg.upsample_channels:
+            raise ValueError("model.generator.upsample_channels: expected at least one stage, found ()")
+        self.in_channels, self.static_channels = in_channels, static_channels
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.working_grid = working_grid(self.out_shape, len(cfg.upsample_channels), cfg.working_grid)
+        f, p, n = cfg.filters, cfg.dropout, cfg.n_coarse_blocks
+        n_mid = max(1, n // 2)
+        n_pre = (n - n_mid) // 2
+        self.stem = conv3x3(in_channels + static_channels, f)
+        self.pre = nn.Sequential(*[GenResBlock(f, p) for _ in range(n_pre)])
+        self.down = conv3x3(f, f, stride=2)
+        self.mid = nn.Sequential(*[GenResBlock(f, p) for _ in range(n_mid)])
+        self.merge = conv1x1(2 * f, f)
+        self.post = nn.Sequential(*[GenResBlock(f, p) for _ in range(n - n_mid - n_pre)])
+        chans = (f,) + tuple(cfg.upsample_channels)
+        self.stages = nn.ModuleList(_UpStage(a, b, static_channels, p) for a, b in zip(chans[:-1], chans[1:], strict=True))
+        self.head = nn.Sequential(group_norm(chans[-1]), nn.LeakyReLU(LEAKY_SLOPE), conv3x3(chans[-1], 1))
+        init_weights(self)
+
+    def set_mc_dropout(self, enabled: bool) -> None:
+        """Keep dropout active outside training mode (True, the default) or follow train()/eval()."""
+        for m in self.modules():
+            if isinstance(m, MCDropout):
+                m.always_on = enabled
+
+    def _static(self, static_hr: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        if self.static_channels == 0:
+            if static_hr is not None:
+                raise ValueError("static_hr: the generator was built with static_channels=0 but received a static field")
+            return None
+        if static_hr is None:
+            raise ValueError(f"static_hr: the generator expects {self.static_channels} static channel(s), found None")
+        _check_input("static_hr", static_hr, self.static_channels, self.out_shape)
+        if static_hr.shape[0] not in (1, batch):
+            raise ValueError(f"static_hr: expected batch size 1 or {batch}, found {static_hr.shape[0]}")
+        return static_hr.expand(batch, -1, -1, -1)
+
+    def forward(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None) -> torch.Tensor:
+        _check_input("x_lr", x_lr, self.in_channels, self.in_shape)
+        static_hr = self._static(static_hr, x_lr.shape[0])
+        x = resize_bilinear(x_lr, self.working_grid)
+        if static_hr is not None:
+            x = torch.cat([x, resize_area(static_hr, self.working_grid).to(x.dtype)], dim=1)
+        h = self.pre(self.stem(x))
+        u = self.mid(self.down(h))
+        h = self.post(self.merge(torch.cat([h, resize_bilinear(u, h.shape[-2:])], dim=1)))
+        for stage in self.stages:
+            h = stage(h, static_hr)
+        return resize_bilinear(self.head(h), self.out_shape)
+
+    def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None) -> torch.Tensor:
+        """``n_members`` stochastic members per sample in one forward pass -> (B, n_members, H, W).
+
+        The batch is repeated member-major inside each sample (repeat_interleave), so members differ only
+        by their dropout masks. Gradients flow unless the caller disables them.
+        """
+        b = x_lr.shape[0]
+        x = x_lr.repeat_interleave(n_members, dim=0)
+        s = None
+        if static_hr is not None:
+            s = static_hr.repeat_interleave(n_members, dim=0) if static_hr.shape[0] == b and b > 1 else static_hr
+        return self(x, s).reshape(b, n_members, *self.out_shape)
+
+
+class Discriminator(nn.Module):
+    """(y_hr (B, 1, H, W), x_lr (B, C, h, w)) -> patch logits (B, 1, h, w)."""
+
+    def __init__(self, lr_channels: int, in_shape: tuple[int, int], out_shape: tuple[int, int],
+                 cfg: DiscriminatorConfig):
+        super().__init__()
+        if not cfg.hr_channels or not cfg.lr_channels:
+            raise ValueError("model.discriminator: hr_channels and lr_channels need at least one entry each")
+        self.lr_channels, self.in_shape, self.out_shape = lr_channels, tuple(in_shape), tuple(out_shape)
+        ratio = min(out_shape[0] / in_shape[0], out_shape[1] / in_shape[1])
+        self.n_down = min(len(cfg.hr_channels), max(0, math.floor(math.log2(ratio)))) if ratio >= 1 else 0
+        hr = (1,) + tuple(cfg.hr_channels)
+        self.hr_path = nn.ModuleList(
+            DiscResBlock(hr[i], hr[i + 1], stride=2 if i < self.n_down else 1, preactivate=i > 0)
+            for i in range(len(cfg.hr_channels))
+        )
+        lr = (lr_channels,) + tuple(cfg.lr_channels)
+        self.lr_path = nn.ModuleList(
+            DiscResBlock(lr[i], lr[i + 1], stride=1, preactivate=i > 0) for i in range(len(cfg.lr_channels))
+        )
+        c_cat = hr[-1] + lr[-1]
+        self.head = nn.Sequential(nn.LeakyReLU(LEAKY_SLOPE), conv1x1(c_cat, c_cat // 2),
+                                  nn.LeakyReLU(LEAKY_SLOPE), conv1x1(c_cat // 2, 1))
+        self.dropout = nn.Dropout(cfg.dropout)
+        init_weights(self)  # after every layer exists, before the spectral-norm parametrisation
+        if cfg.spectral_norm:
+            for m in list(self.modules()):
+                if isinstance(m, nn.Conv2d):
+                    spectral_norm(m)
+
+    def forward(self, y_hr: torch.Tensor, x_lr: torch.Tensor) -> torch.Tensor:
+        _check_input("y_hr", y_hr, 1, self.out_shape)
+        _check_input("x_lr", x_lr, self.lr_channels, self.in_shape)
+        h = y_hr
+        for block in self.hr_path:
+            h = self.dropout(block(h))
+        h = resize_area(h, self.in_shape)
+        g = x_lr
+        for block in self.lr_path:
+            g = self.dropout(block(g))
+        return self.head(torch.cat([h, g], dim=1))
+
+
+# --- training step ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GanStepSettings:
+    """Everything a training step needs besides tensors, models and optimisers (precision resolved)."""
+
+    n_critic: int = 2
+    ensemble_size: int = 2
+    precision: str = "fp32"
+    grad_clip_norm: float = 0.0
+    loss: LossConfig = LossConfig()
+
+    @classmethod
+    def from_config(cls, training: TrainingConfig, device_type: str) -> GanStepSettings:
+        return cls(training.n_critic, training.ensemble_size, resolve_precision(training.precision, device_type),
+                   training.grad_clip_norm, training.loss)
+
+
+@contextlib.contextmanager
+def _frozen(module: nn.Module):
+    """Parameters of ``module`` do not require grad inside (no weight gradients are computed for them)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _d_losses(settings: GanStepSettings):
+    if settings.loss.adversarial_loss == "hinge":
+        return losses.d_loss_hinge, losses.g_loss_hinge
+    ls = settings.loss.label_smoothing
+    return (lambda r, f: losses.d_loss_bce(r, f, ls)), losses.g_loss_bce
+
+
+def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings, scaler=None) -> dict[str, torch.Tensor]:
+    """One D update on real ``y_real`` and generated ``fake`` (B, 1, H, W); invalid cells are set to 0."""
+    d_loss, _ = _d_losses(settings)
+    device_type = x_lr.device.type
+    fake = torch.where(mask, fake.detach().to(y_real.dtype), 0.0)
+    with autocast(settings.precision, device_type):
+        # Real and fake in one batch: no batch statistics in D, so this equals two separate passes.
+        logits = discriminator(torch.cat([y_real, fake]), torch.cat([x_lr, x_lr])).float()
+    real_logits, fake_logits = logits.chunk(2)
+    loss_real, loss_fake = d_loss(real_logits, fake_logits)
+    loss = loss_real + loss_fake
+    grad_norm = optimizer_step(loss, opt_d, discriminator.parameters(), scaler, settings.grad_clip_norm)
+    logs = {"d/loss": loss, "d/loss_real": loss_real, "d/loss_fake": loss_fake,
+            "d/real_score": torch.sigmoid(real_logits).mean(), "d/fake_score": torch.sigmoid(fake_logits).mean()}
+    if grad_norm is not None:
+        logs["d/grad_norm"] = grad_norm
+    return {k: v.detach() for k, v in logs.items()}
+
+
+def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scaler=None,
+                   static_hr=None) -> dict[str, torch.Tensor]:
+    """One G update: content loss on the ensemble mean + adversarial loss on every member."""
+    _, g_loss = _d_losses(settings)
+    w, e = settings.loss, settings.ensemble_size
+    b, _, hh, ww = y_real.shape
+    with _frozen(discriminator), autocast(settings.precision, x_lr.device.type):
+        members = generator.sample(x_lr, e, static_hr).float()  # (B, E, H, W)
+        y_mean = members.mean(dim=1, keepdim=True)
+        fake = torch.where(mask, members, 0.0).reshape(b * e, 1, hh, ww)
+        fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0)).float()
+    loss_l1, loss_mse = losses.masked_l1(y_mean, y_real, mask), losses.masked_mse(y_mean, y_real, mask)
+    loss_adv = g_loss(fake_logits)
+    loss = w.l1_weight * loss_l1 + w.mse_weight * loss_mse + w.adversarial_weight * loss_adv
+    grad_norm = optimizer_step(loss, opt_g, generator.parameters(), scaler, settings.grad_clip_norm)
+    logs = {"g/loss": loss, "g/loss_l1": loss_l1, "g/loss_mse": loss_mse, "g/loss_adv": loss_adv,
+            "g/fake_score": torch.sigmoid(fake_logits).mean()}
+    if e > 1:
+        logs["g/ensemble_std"] = torch.where(mask, members.std(dim=1, keepdim=True), 0.0).sum() / (
+            mask.expand_as(y_mean).sum().clamp_min(1))
+    if grad_norm is not None:
+        logs["g/grad_norm"] = grad_norm
+    return {k: v.detach() for k, v in logs.items()}
+
+
+def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanStepSettings, scalers=None,
+                   static_hr=None) -> dict[str, torch.Tensor]:
+    """``n_critic`` discriminator phases, then one generator phase; returns detached 0-dim tensors.
+
+    batch: ``x_lr`` (B, C, h, w), ``y_hr`` (B, 1, H, W) normalised, ``mask`` (B or 1, 1, H, W) bool
+    (True = valid). Every critic phase sees fresh fakes, as in the reference; G does not change during
+    the critic phases, so all ``n_critic`` fake batches are drawn in ONE no-grad forward pass
+    (``sample``), which is the same distribution as drawing them phase by phase. D logs are averaged
+    over the critic phases. fp16 needs ``scalers = make_grad_scalers('fp16', device_type)``.
+    """
+    x_lr, mask = batch["x_lr"], batch["mask"]
+    if mask.dtype != torch.bool:
+        raise ValueError(f"batch['mask']: expected dtype torch.bool, found {mask.dtype}")
+    if settings.precision == "fp16" and (not scalers or set(scalers) != {"g", "d"}):
+        raise ValueError("precision fp16 needs scalers={'g': GradScaler, 'd': GradScaler}; use make_grad_scalers")
+    scalers = scalers or {}
+    y_real = torch.where(mask, batch["y_hr"], 0.0)
+    with torch.no_grad(), autocast(settings.precision, x_lr.device.type):
+        fakes = generator.sample(x_lr, settings.n_critic, static_hr)  # (B, n_critic, H, W)
+    d_logs: dict[str, torch.Tensor] = {}
+    for k in range(settings.n_critic):
+        phase = discriminator_step(x_lr, y_real, fakes[:, k:k + 1], mask, discriminator, opt_d, settings,
+                                   scalers.get("d"))
+        for key, value in phase.items():
+            d_logs[key] = d_logs.get(key, 0.0) + value / settings.n_critic
+    g_logs = generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scalers.get("g"),
+                            static_hr)
+    return {**d_logs, **g_logs}

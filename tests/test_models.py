@@ -1,0 +1,242 @@
+"""Models: shapes on benchmark and bring-your-own grids, stochastic members, init, losses, baselines, registry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorConfig, ModelConfig
+from ml_benchmark_spategan.cordex import PREDICTOR_VARIABLES
+from ml_benchmark_spategan.model import losses
+from ml_benchmark_spategan.model.baselines import BilinearBaseline, DeepESD
+from ml_benchmark_spategan.model.registry import MODELS, ModelBundle, build_model, register_model
+from ml_benchmark_spategan.model.spagan2d import (
+    Discriminator,
+    GanStepSettings,
+    Generator,
+    resolve_precision,
+    train_gan_step,
+    working_grid,
+)
+
+SMALL_G = GeneratorConfig(filters=16, n_coarse_blocks=2, upsample_channels=(16, 8, 8), dropout=0.2)
+SMALL_D = DiscriminatorConfig(hr_channels=(8, 16, 16, 16, 8), lr_channels=(8, 8))
+
+
+def _n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+# --- generator ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("static", [0, 1])
+@pytest.mark.parametrize("in_shape,out_shape", [((16, 16), (128, 128)), ((11, 13), (75, 90))])
+def test_generator_output_shape(in_shape, out_shape, static):
+    g = Generator(5, in_shape, out_shape, SMALL_G, static_channels=static)
+    x = torch.randn(2, 5, *in_shape)
+    s = torch.randn(1, 1, *out_shape) if static else None
+    assert g(x, s).shape == (2, 1, *out_shape)
+    assert g.sample(x, 3, s).shape == (2, 3, *out_shape)
+
+
+def test_working_grid_rule():
+    assert working_grid((128, 128), 3) == (16, 16)
+    assert working_grid((75, 90), 3) == (10, 12)  # ceil(75/8), ceil(90/8)
+    assert working_grid((75, 90), 3, (9, 11)) == (9, 11)
+    g = Generator(2, (11, 13), (75, 90), GeneratorConfig(filters=8, upsample_channels=(8, 8), working_grid=(7, 9)))
+    assert g.working_grid == (7, 9)
+    assert g(torch.randn(1, 2, 11, 13)).shape == (1, 1, 75, 90)
+    with pytest.raises(ValueError, match="working_grid: expected two positive ints"):
+        working_grid((75, 90), 3, (9,))
+
+
+def test_ensemble_members_differ_and_deterministic_mode():
+    g = Generator(5, (16, 16), (128, 128), SMALL_G, static_channels=1).eval()  # eval: MC dropout stays on
+    x, s = torch.randn(2, 5, 16, 16), torch.randn(2, 1, 128, 128)
+    with torch.no_grad():
+        members = g.sample(x, 4, s)
+        for i in range(4):
+            for j in range(i + 1, 4):
+                assert (members[:, i] - members[:, j]).abs().mean() > 1e-4
+        assert (g.sample(x, 4, s) - members).abs().mean() > 1e-4  # no reseeding between calls either
+        g.set_mc_dropout(False)
+        a, b = g.sample(x, 2, s), g(x, s)
+    torch.testing.assert_close(a[:, 0], a[:, 1], rtol=0, atol=0)
+    torch.testing.assert_close(a[:, :1], b, rtol=1e-5, atol=1e-6)
+
+
+def test_static_field_is_used_and_checked():
+    g = Generator(3, (8, 8), (32, 32), GeneratorConfig(filters=8, upsample_channels=(8, 8)), 1).eval()
+    g.set_mc_dropout(False)
+    x = torch.randn(1, 3, 8, 8)
+    s = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        assert (g(x, s) - g(x, s + 1.0)).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="expects 1 static channel"):
+        g(x)
+    with pytest.raises(ValueError, match=r"x_lr: expected \(batch, 3, 8, 8\), found \(1, 4, 8, 8\)"):
+        g(torch.randn(1, 4, 8, 8), s)
+
+
+def test_reference_parameter_counts():
+    g = Generator(15, (16, 16), (128, 128), GeneratorConfig(), static_channels=1)
+    d = Discriminator(15, (16, 16), (128, 128), DiscriminatorConfig())
+    # Reference implementation: G ~1.7 M, D ~5.9 M; we stay within a factor 1.5.
+    assert 1.7e6 / 1.5 < _n_params(g) < 1.7e6 * 1.5
+    assert 5.9e6 / 1.5 < _n_params(d) < 5.9e6 * 1.5
+
+
+# --- discriminator ------------------------------------------------------------------------------
+@pytest.mark.parametrize("in_shape,out_shape,n_down", [((16, 16), (128, 128), 3), ((11, 13), (75, 90), 2)])
+def test_discriminator_patch_logits(in_shape, out_shape, n_down):
+    d = Discriminator(4, in_shape, out_shape, SMALL_D)
+    assert d.n_down == n_down
+    out = d(torch.randn(3, 1, *out_shape), torch.randn(3, 4, *in_shape))
+    assert out.shape == (3, 1, *in_shape)
+
+
+@pytest.mark.parametrize("sn", [True, False])
+def test_discriminator_init_and_spectral_norm(sn):
+    d = Discriminator(15, (16, 16), (128, 128), DiscriminatorConfig(spectral_norm=sn))
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 5 * 2 + 4 + 2 * 2 + 1 + 2  # hr: 2 convs each + 4 skips; lr: 2 each + 1 skip; head 2
+    gain = math.sqrt(2.0 / (1 + 0.2**2))
+    for conv in convs:
+        assert torch.count_nonzero(conv.bias) == 0
+        assert hasattr(conv, "parametrizations") == sn
+        weight = conv.parametrizations.weight.original if sn else conv.weight
+        fan_in = weight[0].numel()
+        if weight.numel() > 100_000:  # large enough for a 3 % estimate of the std
+            assert weight.std().item() == pytest.approx(gain / math.sqrt(fan_in), rel=0.03)
+    if sn:  # the effective weight has spectral norm ~1 after a few power iterations (small D: fast)
+        small = Discriminator(2, (4, 4), (16, 16), SMALL_D).train()
+        for _ in range(30):
+            small(torch.randn(1, 1, 16, 16), torch.randn(1, 2, 4, 4))
+        for conv in [m for m in small.modules() if isinstance(m, nn.Conv2d)]:
+            w = conv.weight.detach().flatten(1)
+            assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, rel=0.05)
+
+
+# --- losses -------------------------------------------------------------------------------------
+def test_masked_losses_match_brute_force():
+    pred, true = torch.randn(2, 1, 5, 6), torch.randn(2, 1, 5, 6)
+    mask = torch.rand(1, 1, 5, 6) > 0.4
+    true_nan = torch.where(mask, true, float("nan"))
+    p, t, m = pred.numpy(), true.numpy(), np.broadcast_to(mask.numpy(), pred.shape)
+    assert losses.masked_l1(pred, true_nan, mask).item() == pytest.approx(np.abs(p - t)[m].mean(), rel=1e-6)
+    assert losses.masked_mse(pred, true_nan, mask).item() == pytest.approx(((p - t) ** 2)[m].mean(), rel=1e-6)
+
+
+def test_adversarial_losses_match_formulas():
+    r, f = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([-0.3, 1.5, 0.0])
+    sig = torch.sigmoid
+    lr, lf = losses.d_loss_bce(r, f, 0.1)
+    exp_r = -(0.9 * torch.log(sig(r)) + 0.1 * torch.log(1 - sig(r))).mean()
+    torch.testing.assert_close(lr, exp_r)
+    torch.testing.assert_close(lf, -torch.log(1 - sig(f)).mean())
+    torch.testing.assert_close(losses.g_loss_bce(f), -torch.log(sig(f)).mean())
+    hr, hf = losses.d_loss_hinge(r, f)
+    assert hr.item() == pytest.approx((0.5 + 2.0 + 0.0) / 3)
+    assert hf.item() == pytest.approx((0.7 + 2.5 + 1.0) / 3)
+    assert losses.g_loss_hinge(f).item() == pytest.approx(-0.4)
+
+
+def test_resolve_precision():
+    assert resolve_precision("auto", "cuda") == "bf16"
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("fp16", "cpu") == "fp16"
+    with pytest.raises(ValueError, match="training.precision: expected one of"):
+        resolve_precision("fp8", "cpu")
+
+
+# --- baselines ----------------------------------------------------------------------------------
+def test_deepesd_shape_and_c_order():
+    m = DeepESD(3, (4, 5), (6, 7))
+    x = torch.randn(2, 3, 4, 5)
+    y = m(x)
+    assert y.shape == (2, 1, 6, 7)
+    flat = m.dense(m.features(x).flatten(1))  # (B, H*W): row i, column j at index i*W + j
+    torch.testing.assert_close(y[:, 0, 2, 3], flat[:, 2 * 7 + 3])
+    assert _n_params(m) == (3 * 9 * 50 + 50) + (50 * 9 * 25 + 25) + (25 * 9 + 1) + (20 * 42 + 42)
+    members = m.sample(x, 3)
+    assert members.shape == (2, 3, 6, 7) and torch.equal(members[:, 0], members[:, 2])
+
+
+def test_deepesd_learns_toy_problem():
+    from ml_benchmark_spategan.model.baselines import train_regression_step
+
+    x = torch.rand(16, 2, 4, 4)
+    y = F.interpolate(x[:, :1], size=(8, 8), mode="bilinear", align_corners=False)  # learnable linear map
+    batch = {"x_lr": x, "y_hr": y, "mask": torch.ones(1, 1, 8, 8, dtype=torch.bool)}
+    m = DeepESD(2, (4, 4), (8, 8))
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    first = train_regression_step(batch, m, opt, GanStepSettings())["g/loss_mse"].item()
+    for _ in range(60):
+        logs = train_regression_step(batch, m, opt, GanStepSettings())
+    assert logs["g/loss"].item() < 0.2 * first
+
+
+def test_bilinear_baseline_equals_interpolate():
+    m = BilinearBaseline(2, (16, 16), (128, 128))
+    x = torch.randn(2, 4, 16, 16)
+    expected = F.interpolate(x[:, 2:3], size=(128, 128), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(m(x), expected, rtol=0, atol=0)
+    assert _n_params(m) == 0
+    assert torch.equal(m.sample(x, 2)[:, 1:], expected)
+
+
+# --- registry -----------------------------------------------------------------------------------
+def test_registry_builds_each_kind():
+    names = PREDICTOR_VARIABLES
+    cfg = ModelConfig(generator=SMALL_G, discriminator=SMALL_D)
+    gan = build_model(cfg, 15, (16, 16), (128, 128), 1, names, "pr")
+    assert gan.kind == "gan" and isinstance(gan.generator, Generator) and isinstance(gan.discriminator, Discriminator)
+    reg = build_model(ModelConfig(name="deepesd"), 15, (16, 16), (128, 128), 1, names, "pr")
+    assert reg.kind == "regression" and reg.discriminator is None
+    for target, predictor in [("tasmax", "t_850"), ("pr", "q_850")]:
+        fixed = build_model(ModelConfig(name="bilinear"), 15, (16, 16), (128, 128), 0, names, target)
+        assert fixed.kind == "fixed" and fixed.generator.channel == names.index(predictor)
+    named = build_model(ModelConfig(name="bilinear", bilinear_predictor="z_500"), 15, (16, 16), (128, 128), 0, names)
+    assert named.generator.channel == 2
+
+
+def test_registry_errors_and_user_models():
+    with pytest.raises(ValueError, match=r"unknown model 'nope'; registered models: \['bilinear', 'deepesd', 'spagan'"):
+        build_model(ModelConfig(name="nope"), 15, (16, 16), (128, 128))
+    with pytest.raises(ValueError, match="predictor 'q_850' not among the predictors"):
+        build_model(ModelConfig(name="bilinear"), 2, (16, 16), (128, 128), 0, ("t_850", "z_500"), "pr")
+    with pytest.raises(ValueError, match="'auto' is defined for targets"):
+        build_model(ModelConfig(name="bilinear"), 2, (16, 16), (128, 128), 0, ("t_850", "z_500"), "tas")
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("spagan")(lambda *a: None)
+    with pytest.raises(ValueError, match="kind 'gan' needs discriminator"):
+        ModelBundle(nn.Identity(), None, "gan")
+
+    @register_model("toy_test_model")
+    def _toy(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
+        return ModelBundle(BilinearBaseline(0, in_shape, out_shape), None, "fixed")
+
+    try:
+        bundle = build_model(ModelConfig(name="toy_test_model"), 1, (4, 4), (8, 8))
+        assert bundle.generator.out_shape == (8, 8)
+    finally:
+        MODELS.pop("toy_test_model")
+
+
+def test_gan_step_smoke_on_bring_your_own_grid():
+    g = Generator(3, (11, 13), (75, 90), GeneratorConfig(filters=8, upsample_channels=(8, 8, 8)), 1)
+    d = Discriminator(3, (11, 13), (75, 90), SMALL_D)
+    batch = {"x_lr": torch.randn(2, 3, 11, 13), "y_hr": torch.randn(2, 1, 75, 90),
+             "mask": torch.ones(1, 1, 75, 90, dtype=torch.bool)}
+    logs = train_gan_step(batch, g, d, torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters()),
+                          GanStepSettings(), static_hr=torch.randn(1, 1, 75, 90))
+    assert all(torch.isfinite(v) for v in logs.values())
