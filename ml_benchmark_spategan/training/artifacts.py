@@ -1,0 +1,87 @@
+"""Run-folder figures: sample maps, per-epoch diagnostics, loss curves, diagnostics history.
+
+The plot functions (``ml_benchmark_spategan.visualization``) draw; this module picks the data from the
+session and saves PNGs atomically (tmp name, then rename) so a crash never leaves half an image.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ml_benchmark_spategan.training.history import series
+from ml_benchmark_spategan.visualization.figures import (
+    diagnostics_figure,
+    diagnostics_history_figure,
+    losses_figure,
+    sample_figure,
+)
+from ml_benchmark_spategan.visualization.maps import map_grid_from_xarray
+
+SAMPLE_PREDICTOR = {"pr": "q_850", "tasmax": "t_850"}
+DIAGNOSTIC_KEYS = ("val/rmse", "val/bias_mean", "val/bias_q95", "val/bias_q98", "val/std_ratio", "val/corr",
+                   "val/ralsd", "val/crps", "val/spread_skill")
+
+
+def save_figure(fig, path: Path, dpi: int = 100) -> Path:
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    os.replace(tmp, path)
+    return path
+
+
+def _domain(session) -> str | None:
+    return session.cfg.data.domain if session.cfg.data.source == "cordex" else None
+
+
+def _map_grid(session):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return map_grid_from_xarray(session.val_data.target, _domain(session))
+
+
+def plot_sample(session, result, epoch: int) -> Path | None:
+    """``sample_plots/epoch_NNN.png``: predictor, target, 3 members, ensemble mean and spread of one day."""
+    sample = result.sample
+    if sample is None:
+        return None
+    var = session.cfg.data.target_variable
+    names = [str(c) for c in session.val_data.predictors["channel"].values]
+    name = SAMPLE_PREDICTOR.get(var, names[0]) if SAMPLE_PREDICTOR.get(var) in names else names[0]
+    pred = session.val_data.predictors.isel(time=sample["day"]).sel(channel=name)
+    lat, lon = (np.asarray(pred[d].values) for d in pred.dims[-2:])
+    fig = sample_figure(_map_grid(session), np.asarray(pred.values), (lat, lon), name, sample["target"],
+                        sample["members"], title=f"epoch {epoch + 1}: {sample['time']}", var=var)
+    return save_figure(fig, session.run_dir / "sample_plots" / f"epoch_{epoch + 1:03d}.png")
+
+
+def plot_diagnostics(session, result, epoch: int) -> Path:
+    """``diagnostics_epoch_NNN.png``: RMSE / bias / std-ratio maps, the scores and the PSD curves."""
+    scalars = {k: v for k, v in result.scalars.items() if k in DIAGNOSTIC_KEYS}
+    fig = diagnostics_figure(result.maps, scalars, _map_grid(session), session.cfg.data.target_variable,
+                             psd=result.psd, psd_xlabel="wavenumber bin (benchmark PSD)")
+    return save_figure(fig, session.run_dir / f"diagnostics_epoch_{epoch + 1:03d}.png")
+
+
+def _numeric_keys(rows: list[dict], prefix: str) -> list[str]:
+    keys: list[str] = []
+    for row in rows:
+        keys.extend(k for k, v in row.items() if k.startswith(prefix) and isinstance(v, float) and k not in keys)
+    return keys
+
+
+def plot_history(session) -> None:
+    """``losses.png`` and ``diagnostics_history.png`` from all epochs so far."""
+    rows = session.history
+    epochs = [r["epoch"] for r in rows]
+    losses = {k.removeprefix("train/"): series(rows, k) for k in _numeric_keys(rows, "train/")
+              if k.split("/")[-1].startswith("loss")}
+    losses.update({k: series(rows, k) for k in ("val/loss_l1", "val/loss_mse") if any(k in r for r in rows)})
+    if losses:
+        save_figure(losses_figure(losses, epochs), session.run_dir / "losses.png")
+    diags = {k: series(rows, k) for k in DIAGNOSTIC_KEYS if any(k in r for r in rows)}
+    if diags:
+        save_figure(diagnostics_history_figure(diags, epochs), session.run_dir / "diagnostics_history.png")

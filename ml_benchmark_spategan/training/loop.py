@@ -1,0 +1,111 @@
+"""One training epoch: batches -> ``train_gan_step`` (or the regression step) with a progress bar.
+
+Step results stay on the device as detached tensors and are summed there; they are read back to the host
+once per epoch, so the step itself never waits for the GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from ml_benchmark_spategan.model.baselines import train_regression_step
+from ml_benchmark_spategan.model.spagan2d import train_gan_step
+from ml_benchmark_spategan.training.session import Session
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN/Inf (training.nonfinite_loss: stop)."""
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _step(session: Session, batch: dict) -> dict[str, torch.Tensor]:
+    bundle = session.bundle
+    if bundle.kind == "gan":
+        return train_gan_step(
+            batch, bundle.generator, bundle.discriminator, session.optimizers["g"], session.optimizers["d"],
+            session.settings, scalers=session.scalers, static_hr=session.static_hr,
+        )
+    return train_regression_step(batch, bundle.generator, session.optimizers["g"], session.settings,
+                                 static_hr=session.static_hr)
+
+
+def _steps_this_epoch(session: Session) -> int:
+    cap = session.cfg.training.max_steps_per_epoch
+    n = len(session.train_loader)
+    return min(n, cap) if cap else n
+
+
+def _snapshot(session: Session) -> dict:
+    """Model and optimiser state to roll back to when a step is skipped for a non-finite loss."""
+    state = {"g": {k: v.clone() for k, v in session.bundle.generator.state_dict().items()}}
+    if session.bundle.discriminator is not None:
+        state["d"] = {k: v.clone() for k, v in session.bundle.discriminator.state_dict().items()}
+    return state
+
+
+def _nonfinite(stats: dict[str, torch.Tensor]) -> list[str]:
+    """Names of non-finite entries (one host sync for the whole dict)."""
+    keys = list(stats)
+    flags = torch.stack([torch.as_tensor(stats[k]).float().cpu() for k in keys]).isfinite()
+    return [k for k, ok in zip(keys, flags.tolist()) if not ok]
+
+
+def _stop(session: Session, names: list[str]) -> None:
+    raise NonFiniteLossError(
+        f"non-finite loss ({', '.join(names)}) in epoch {session.epoch + 1} near step {session.global_step}; "
+        "the run stops and no model is saved as best (set training.nonfinite_loss: skip to skip such steps)"
+    )
+
+
+def _rollback(session: Session, snapshot: dict, names: list[str]) -> None:
+    session.logger.warning("non-finite loss (%s) at step %d: step skipped, weights rolled back",
+                           ", ".join(names), session.global_step + 1)
+    session.bundle.generator.load_state_dict(snapshot["g"])
+    if "d" in snapshot:
+        session.bundle.discriminator.load_state_dict(snapshot["d"])
+
+
+CHECK_EVERY_STEPS = 20  # in stop mode, look for NaN/Inf in the running sums this often (one sync each time)
+
+
+def train_epoch(session: Session) -> dict[str, float]:
+    """Run one epoch; return the epoch means of the step statistics plus timing."""
+    session.train_loader.set_epoch(session.epoch)
+    n_steps = _steps_this_epoch(session)
+    skip_mode = session.cfg.training.nonfinite_loss == "skip"
+    sums: dict[str, torch.Tensor] = {}
+    done = skipped = 0
+    start = time.perf_counter()
+    bar = tqdm(total=n_steps, desc=f"epoch {session.epoch + 1}/{session.cfg.training.epochs}",
+               disable=not session.cfg.logging.progress_bar, leave=False, dynamic_ncols=True)
+    for batch in session.train_loader:
+        if done + skipped >= n_steps:
+            break
+        snapshot = _snapshot(session) if skip_mode else None
+        stats = _step(session, _to_device(batch, session.device))
+        bad = _nonfinite(stats) if skip_mode else []
+        if bad:
+            _rollback(session, snapshot, bad)
+            skipped += 1
+        else:
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + value
+            done += 1
+        session.global_step += 1
+        bar.update(1)
+        if not skip_mode and (done % CHECK_EVERY_STEPS == 0 or done == n_steps) and (bad := _nonfinite(sums)):
+            _stop(session, bad)
+    bar.close()
+    elapsed = time.perf_counter() - start
+    means = {f"train/{key}": float(value) / max(done, 1) for key, value in sums.items()}
+    samples = (done + skipped) * session.cfg.training.batch_size
+    means.update({"train/steps": done, "train/skipped_steps": skipped, "time/epoch_seconds": elapsed,
+                  "time/samples_per_second": samples / elapsed if elapsed > 0 else math.nan})
+    return means

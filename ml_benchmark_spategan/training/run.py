@@ -1,0 +1,160 @@
+"""The training run as a short schedule of helper calls (nanoGPT style).
+
+``train`` validates everything that can be checked without a run folder (config, data files, split,
+device), then creates the folder and runs epochs: train -> validate -> plot -> checkpoint -> history.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from ml_benchmark_spategan.config.loader import dump_config
+from ml_benchmark_spategan.config.schema import Config
+from ml_benchmark_spategan.dataloader.reader import open_training_data
+from ml_benchmark_spategan.dataloader.split import split_data
+from ml_benchmark_spategan.training import artifacts
+from ml_benchmark_spategan.training.checkpoint import save_checkpoint
+from ml_benchmark_spategan.training.history import write_history
+from ml_benchmark_spategan.training.loop import train_epoch
+from ml_benchmark_spategan.training.rundir import close_logging, create_run_dir, resolve_device, setup_logging
+from ml_benchmark_spategan.training.session import Session, build_session, normalization_params, session_state
+from ml_benchmark_spategan.training.validation import validate
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | None = None) -> Path:
+    """Train a model as configured; return the run folder."""
+    device = resolve_device(cfg.device, cfg.on_missing_gpu)
+    data = open_training_data(cfg.data)
+    train_data, val_data = split_data(data, cfg.data)
+    folder = create_run_dir(cfg.run.root, cfg.run.name, explicit=run_dir)
+    logger = setup_logging(folder)
+    try:
+        logger.info("run folder: %s", folder)
+        dump_config(cfg, folder / "config.yaml")
+        seed_everything(cfg.training.seed, cfg.training.deterministic)
+        session = build_session(cfg, train_data, val_data, device, folder, logger)
+        session.normalizers.save(folder / "normalization")
+        _log_start(session, train_data, val_data)
+        fit(session)
+    finally:
+        close_logging()
+    return folder
+
+
+def _log_start(session: Session, train_data, val_data) -> None:
+    log, g = session.logger, session.bundle.generator
+    n_g = sum(p.numel() for p in g.parameters())
+    n_d = sum(p.numel() for p in session.bundle.discriminator.parameters()) if session.bundle.discriminator else 0
+    log.info("data: %s %s %s | train %d days, val %d days | predictors %s -> target %s",
+             session.cfg.data.domain, session.cfg.data.experiment, session.cfg.data.target_variable,
+             train_data.target.sizes["time"], val_data.target.sizes["time"],
+             tuple(train_data.predictors.shape[1:]), tuple(train_data.target.shape[1:]))
+    log.info("model: %s (%s) | generator %.2f M params | discriminator %.2f M params | device %s | precision %s",
+             session.cfg.model.name, session.bundle.kind, n_g / 1e6, n_d / 1e6, session.device,
+             session.settings.precision)
+
+
+def _epochs_to_run(session: Session) -> range:
+    # A fixed baseline (bilinear) has nothing to train: one evaluation pass fills the run folder.
+    last = 1 if session.bundle.kind == "fixed" else session.cfg.training.epochs
+    return range(session.epoch, last)
+
+
+def fit(session: Session) -> None:
+    """The epoch schedule; each epoch ends with a complete, consistent run folder."""
+    for epoch in _epochs_to_run(session):
+        session.epoch = epoch
+        row = {"epoch": epoch + 1}
+        if session.bundle.kind != "fixed":
+            row.update(train_epoch(session))
+        row.update(_learning_rates(session))
+        row.update(_validate_if_due(session, epoch))
+        for scheduler in session.schedulers.values():
+            scheduler.step()
+        session.history.append(row)
+        session.epoch = epoch + 1
+        _log_epoch(session, row)
+        _save_checkpoints(session, row, epoch)
+        write_history(session.run_dir, session.history)
+        artifacts.plot_history(session)
+    _save_final(session)
+    session.logger.info("done: %s", session.run_dir)
+
+
+def _learning_rates(session: Session) -> dict[str, float]:
+    return {f"lr/{name}": opt.param_groups[0]["lr"] for name, opt in session.optimizers.items()}
+
+
+def _is_last(session: Session, epoch: int) -> bool:
+    return epoch + 1 == _epochs_to_run(session).stop
+
+
+def _validate_if_due(session: Session, epoch: int) -> dict[str, float]:
+    log_cfg = session.cfg.logging
+    if not ((epoch + 1) % log_cfg.diagnostics_every_epochs == 0 or _is_last(session, epoch)):
+        return {}
+    result = validate(session)
+    artifacts.plot_diagnostics(session, result, epoch)
+    if log_cfg.plot_every_epochs and ((epoch + 1) % log_cfg.plot_every_epochs == 0 or _is_last(session, epoch)):
+        artifacts.plot_sample(session, result, epoch)
+    return result.scalars
+
+
+def _log_epoch(session: Session, row: dict) -> None:
+    keys = ["train/g/loss", "train/d/loss", "val/loss_mse", "val/rmse", "val/crps", "val/ralsd", "time/epoch_seconds"]
+    parts = [f"{k}={row[k]:.4g}" for k in keys if isinstance(row.get(k), float)]
+    session.logger.info("epoch %d/%d %s", row["epoch"], session.cfg.training.epochs, " ".join(parts))
+
+
+def _improved(session: Session, value: float | None) -> bool:
+    if value is None or not math.isfinite(value):
+        return False
+    if session.best is None:
+        return True
+    return value < session.best if session.cfg.logging.best_mode == "min" else value > session.best
+
+
+def _save_checkpoints(session: Session, row: dict, epoch: int) -> None:
+    folder = session.run_dir / "checkpoints"
+    metric = session.cfg.logging.best_metric
+    improved = _improved(session, row.get(metric))
+    if improved:
+        session.best = row[metric]
+    state = session_state(session)
+    save_checkpoint(folder / "last.pt", state)
+    every = session.cfg.logging.checkpoint_every_epochs
+    if every and (epoch + 1) % every == 0:
+        save_checkpoint(folder / f"checkpoint_epoch_{epoch + 1:03d}.pt", state)
+    if improved:
+        save_checkpoint(folder / "best.pt", state)
+        session.logger.info("new best %s=%.5g at epoch %d", metric, session.best, epoch + 1)
+
+
+def _save_final(session: Session) -> None:
+    folder = session.run_dir / "checkpoints"
+    common = {"config": session_state(session)["config"], "geometry": session.geometry, "epoch": session.epoch,
+              "normalization": normalization_params(session.normalizers)}
+    save_checkpoint(folder / "final_generator.pt", {**common, "generator": session.bundle.generator.state_dict()})
+    if session.bundle.discriminator is not None:
+        save_checkpoint(folder / "final_discriminator.pt",
+                        {**common, "discriminator": session.bundle.discriminator.state_dict()})
+
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

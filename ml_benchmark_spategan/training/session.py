@@ -1,0 +1,166 @@
+"""Everything a run needs in one place: data loaders, normalisers, models, optimisers, schedulers.
+
+``build_session`` turns a validated config and opened data into a :class:`Session`; ``session_state`` /
+``load_session_state`` convert it to and from a checkpoint dict.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ml_benchmark_spategan.config.loader import config_to_dict
+from ml_benchmark_spategan.config.schema import Config, OptimizerConfig
+from ml_benchmark_spategan.dataloader.normalization import Normalizers, fit_normalizers
+from ml_benchmark_spategan.dataloader.reader import DomainData
+from ml_benchmark_spategan.dataloader.torch_bridge import TorchNormalizer, make_eval_loader, make_train_loader, static_hr
+from ml_benchmark_spategan.model.registry import ModelBundle, build_model
+from ml_benchmark_spategan.model.spagan2d import GanStepSettings, resolve_precision
+from ml_benchmark_spategan.training.checkpoint import capture_rng_state, restore_rng_state
+from ml_benchmark_spategan.training.schedule import build_scheduler
+
+
+@dataclass
+class Session:
+    cfg: Config
+    run_dir: Path
+    device: torch.device
+    bundle: ModelBundle
+    normalizers: Normalizers
+    train_loader: object
+    val_loader: object
+    val_data: DomainData
+    static_hr: torch.Tensor | None
+    geometry: dict
+    settings: GanStepSettings
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
+    scalers: dict[str, torch.amp.GradScaler] | None
+    logger: logging.Logger
+    epoch: int = 0  # next epoch to run (0-based)
+    global_step: int = 0
+    best: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def target_normalizer(self) -> TorchNormalizer:
+        return TorchNormalizer.from_normalizer(self.normalizers.target, device=self.device)
+
+
+def build_optimizer(params, cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.name]
+    # Fused kernels on CUDA (one launch for all parameters); foreach on CPU.
+    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return cls(params, lr=float(cfg.learning_rate), betas=(float(cfg.beta1), float(cfg.beta2)),
+               weight_decay=float(cfg.weight_decay), **kwargs)
+
+
+def model_geometry(train: DomainData, use_static: bool) -> dict:
+    """Shapes and names a model is built from; stored in checkpoints so inference can rebuild it."""
+    return {
+        "in_channels": int(train.predictors.sizes["channel"]),
+        "in_shape": tuple(int(train.predictors.sizes[d]) for d in train.predictors.dims[2:]),
+        "out_shape": tuple(int(train.target.sizes[d]) for d in train.target.dims[1:]),
+        "static_channels": 1 if use_static else 0,
+        "predictor_names": [str(v) for v in train.predictors["channel"].values],
+        "target_variable": train.target_variable,
+    }
+
+
+def build_models(cfg: Config, geometry: dict, device: torch.device) -> ModelBundle:
+    bundle = build_model(
+        cfg.model,
+        in_channels=geometry["in_channels"],
+        in_shape=geometry["in_shape"],
+        out_shape=geometry["out_shape"],
+        static_channels=geometry["static_channels"],
+        predictor_names=geometry["predictor_names"],
+        target_variable=geometry["target_variable"],
+    )
+    bundle.generator.to(device)
+    if bundle.discriminator is not None:
+        bundle.discriminator.to(device)
+    return bundle
+
+
+def _optimizers(cfg: Config, bundle: ModelBundle, device: torch.device) -> dict[str, torch.optim.Optimizer]:
+    optimizers = {}
+    params_g = [p for p in bundle.generator.parameters() if p.requires_grad]
+    if params_g:
+        optimizers["g"] = build_optimizer(params_g, cfg.training.optimizer_g, device)
+    if bundle.discriminator is not None:
+        optimizers["d"] = build_optimizer(bundle.discriminator.parameters(), cfg.training.optimizer_d, device)
+    return optimizers
+
+
+def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch.device, run_dir: Path,
+                  logger: logging.Logger, normalizers: Normalizers | None = None) -> Session:
+    """Wire loaders, models and optimisers for a run (normalisers fitted unless given)."""
+    normalizers = normalizers or fit_normalizers(train, cfg.data.normalization)
+    loader_cfg, batch = cfg.data.loader, cfg.training.batch_size
+    train_loader = make_train_loader(train, normalizers, loader_cfg, batch, seed=cfg.training.seed)
+    val_loader = make_eval_loader(val, normalizers, loader_cfg, batch)
+    static = static_hr(train, normalizers.static)
+    geometry = model_geometry(train, static is not None)
+    bundle = build_models(cfg, geometry, device)
+    optimizers = _optimizers(cfg, bundle, device)
+    precision = resolve_precision(cfg.training.precision, device.type)
+    settings = GanStepSettings.from_config(cfg.training, device.type)
+    scalers = None
+    if precision == "fp16":
+        scalers = {name: torch.amp.GradScaler(device.type) for name in optimizers}
+    schedulers = {name: build_scheduler(opt, cfg.training.schedule) for name, opt in optimizers.items()}
+    return Session(
+        cfg=cfg, run_dir=run_dir, device=device, bundle=bundle, normalizers=normalizers,
+        train_loader=train_loader, val_loader=val_loader, val_data=val,
+        static_hr=None if static is None else static.to(device), geometry=geometry, settings=settings, optimizers=optimizers,
+        schedulers=schedulers, scalers=scalers, logger=logger,
+    )
+
+
+def normalization_params(normalizers: Normalizers) -> dict:
+    """The statistics as plain arrays (checkpoints carry them; the run folder holds the NetCDF files)."""
+    roles = {"predictors": normalizers.predictors, "target": normalizers.target, "static": normalizers.static}
+    return {role: n.params() for role, n in roles.items() if n is not None}
+
+
+def session_state(session: Session) -> dict:
+    """A checkpoint dict holding everything needed to continue the run exactly."""
+    bundle = session.bundle
+    return {
+        "config": config_to_dict(session.cfg),
+        "geometry": session.geometry,
+        "generator": bundle.generator.state_dict(),
+        "discriminator": None if bundle.discriminator is None else bundle.discriminator.state_dict(),
+        "optimizers": {k: v.state_dict() for k, v in session.optimizers.items()},
+        "schedulers": {k: v.state_dict() for k, v in session.schedulers.items()},
+        "scalers": None if session.scalers is None else {k: v.state_dict() for k, v in session.scalers.items()},
+        "epoch": session.epoch,
+        "global_step": session.global_step,
+        "best": session.best,
+        "history": session.history,
+        "rng": capture_rng_state(),
+        "normalization": normalization_params(session.normalizers),
+    }
+
+
+def load_session_state(session: Session, state: dict) -> None:
+    """Restore models, optimisers, schedulers, scalers, counters, history and RNG from a checkpoint."""
+    session.bundle.generator.load_state_dict(state["generator"])
+    if session.bundle.discriminator is not None:
+        session.bundle.discriminator.load_state_dict(state["discriminator"])
+    for name, opt in session.optimizers.items():
+        opt.load_state_dict(state["optimizers"][name])
+    for name, sched in session.schedulers.items():
+        sched.load_state_dict(state["schedulers"][name])
+    if session.scalers is not None and state.get("scalers"):
+        for name, scaler in session.scalers.items():
+            scaler.load_state_dict(state["scalers"][name])
+    session.epoch = state["epoch"]
+    session.global_step = state["global_step"]
+    session.best = state["best"]
+    session.history = list(state["history"])
+    restore_rng_state(state["rng"])

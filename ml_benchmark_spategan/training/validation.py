@@ -1,0 +1,136 @@
+"""Validation diagnostics on the FULL validation split, in physical units.
+
+Each validation day gets ``training.val_members`` generator members. Which prediction a score uses:
+
+* ensemble mean: ``val/rmse`` (benchmark reduction: spatial mean of the RMSE-over-time map),
+  ``val/corr`` (spatial mean of the per-point Pearson correlation over time), content losses
+  ``val/loss_l1`` / ``val/loss_mse`` (normalised space, as the training loss);
+* member 0 (one realisation, which a generative model should make realistic): ``val/bias_mean``,
+  ``val/bias_q95``, ``val/bias_q98`` (spatial mean of |bias| of the per-point index — the benchmark's
+  reduction), ``val/std_ratio`` (spatial mean of std_pred / std_true over time), ``val/ralsd``
+  (the benchmark's RALSD in dB², time-mean spectra);
+* all members: ``val/crps`` (fair CRPS, mean over cells and days), ``val/spread_skill``.
+
+Masked (invalid) target cells are NaN in physical space and skipped by every score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ml_benchmark_spategan.evaluation import diagnostics, indices, spectra, streaming
+from ml_benchmark_spategan.model.losses import masked_l1, masked_mse
+from ml_benchmark_spategan.training.session import Session
+
+
+@dataclass
+class ValidationResult:
+    scalars: dict[str, float]
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    psd: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    sample: dict | None = None
+
+
+@dataclass
+class _Collected:
+    truth: np.ndarray  # (T, H, W) physical, NaN where masked
+    mean: np.ndarray  # ensemble mean
+    member0: np.ndarray
+    crps: streaming.CRPS
+    moments: streaming.Moments  # ensemble-mean moments, for spread-skill
+    spread_sq: float
+    losses: dict[str, float]
+    sample: dict | None
+
+
+def _predict_batches(session: Session, members: int):
+    """Yield (batch, normalised samples (B, M, H, W), physical samples, physical truth)."""
+    inverse = session.target_normalizer
+    generator = session.bundle.generator
+    for batch in session.val_loader:
+        batch = {k: v.to(session.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.no_grad():
+            samples = generator.sample(batch["x_lr"], members, static_hr=session.static_hr).float()
+            phys = inverse.inverse(samples)
+            truth = inverse.inverse(batch["y_hr"])
+        nan = ~batch["mask"]
+        phys = phys.masked_fill(nan, float("nan"))
+        truth = truth.masked_fill(nan, float("nan"))[:, 0]
+        yield batch, samples, phys.cpu().numpy(), truth.cpu().numpy()
+
+
+def _collect(session: Session, members: int, sample_day: int) -> _Collected:
+    n_days = session.val_data.target.sizes["time"]
+    shape = (n_days, *session.geometry["out_shape"])
+    truth, mean, member0 = (np.full(shape, np.nan, np.float32) for _ in range(3))
+    crps, moments = streaming.CRPS(fair=True), streaming.Moments()
+    spread_sq, n_spread, loss_sums, n_batches, sample = 0.0, 0, {"val/loss_l1": 0.0, "val/loss_mse": 0.0}, 0, None
+    for batch, samples, phys, y in _predict_batches(session, members):
+        idx = batch["time_index"].cpu().numpy()
+        truth[idx], mean[idx], member0[idx] = y, phys.mean(1), phys[:, 0]
+        crps.update(y, phys)
+        moments.update(y, phys.mean(1))
+        if members > 1:
+            var = np.nanmean(phys.var(1, ddof=1), axis=(1, 2))
+            spread_sq, n_spread = spread_sq + float(np.nansum(var)), n_spread + int(np.isfinite(var).sum())
+        ens_mean = samples.mean(1, keepdim=True)
+        loss_sums["val/loss_l1"] += float(masked_l1(ens_mean, batch["y_hr"], batch["mask"]))
+        loss_sums["val/loss_mse"] += float(masked_mse(ens_mean, batch["y_hr"], batch["mask"]))
+        n_batches += 1
+        if sample is None and sample_day in idx:
+            j = int(np.flatnonzero(idx == sample_day)[0])
+            sample = {"day": sample_day, "time": batch["time"][j], "members": phys[j], "target": y[j]}
+    losses = {k: v / max(n_batches, 1) for k, v in loss_sums.items()}
+    spread = spread_sq / n_spread if n_spread else float("nan")
+    return _Collected(truth, mean, member0, crps, moments, spread, losses, sample)
+
+
+def _as_xr(values: np.ndarray, like: xr.DataArray) -> xr.DataArray:
+    return xr.DataArray(values, dims=like.dims, coords={d: like[d] for d in like.dims if d in like.coords})
+
+
+def _scores(c: _Collected, like: xr.DataArray) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
+    truth, mean, member0 = _as_xr(c.truth, like), _as_xr(c.mean, like), _as_xr(c.member0, like)
+    rmse_map = diagnostics.rmse(truth, mean, dim="time")
+    bias_map = diagnostics.bias_index(truth, member0, indices.mean)
+    std_ratio = member0.std("time") / truth.std("time")
+    corr = xr.corr(truth, mean, dim="time")
+    scalars = {
+        "val/rmse": float(diagnostics.spatial_mean(rmse_map)),
+        "val/bias_mean": float(diagnostics.spatial_mean_abs(bias_map)),
+        "val/bias_q95": float(diagnostics.spatial_mean_abs(diagnostics.bias_index(truth, member0, "quantile", q=0.95))),
+        "val/bias_q98": float(diagnostics.spatial_mean_abs(diagnostics.bias_index(truth, member0, "quantile", q=0.98))),
+        "val/std_ratio": float(diagnostics.spatial_mean(std_ratio)),
+        "val/corr": float(diagnostics.spatial_mean(corr)),
+        "val/crps": float(np.nanmean(c.crps.compute().values)),
+    }
+    psd_true, psd_pred = spectra.psd(truth, member0)
+    _, psd_mean = spectra.psd(truth, mean)
+    scalars["val/ralsd"] = spectra.ralsd(psd_true, psd_pred)
+    rmse_mean = float(np.sqrt(np.nanmean(c.moments.compute()["rmse"].values ** 2)))
+    scalars["val/spread_skill"] = float(np.sqrt(c.spread_sq) / rmse_mean) if rmse_mean > 0 else float("nan")
+    k = np.arange(psd_true.size)
+    psd = {"target": (k, psd_true.values), "member 0": (k, psd_pred.values), "ensemble mean": (k, psd_mean.values)}
+    maps = {"rmse (ensemble mean)": rmse_map.values, "bias of mean (member 0)": bias_map.values,
+            "std ratio (member 0)": std_ratio.values}
+    return scalars, maps, psd
+
+
+def validate(session: Session) -> ValidationResult:
+    """Predict the whole validation split and compute the diagnostics listed in the module docstring."""
+    cfg = session.cfg
+    generator = session.bundle.generator
+    was_training = generator.training
+    generator.eval()
+    try:
+        n_days = session.val_data.target.sizes["time"]
+        collected = _collect(session, cfg.training.val_members, min(cfg.logging.sample_day, n_days - 1))
+    finally:
+        generator.train(was_training)
+    scalars, maps, psd = _scores(collected, session.val_data.target)
+    scalars.update(collected.losses)
+    return ValidationResult(scalars, maps, psd, collected.sample)
