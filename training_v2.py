@@ -4,8 +4,10 @@
     python training_v2.py --config config.yml [--set training.epochs=3 --set data.domain=NZ ...]
                           [--run-dir DIR] [--dry-run] [--resume RUN_DIR|auto]
 
-Exit status: 0 on success; 2 for a bad configuration, bad data or an unusable checkpoint (the message
-is printed to stderr without a traceback, and nothing is created for a bad configuration).
+Exit status: 0 on success; 2 for a bad configuration, bad data, an unusable checkpoint or run folder (the
+message is printed to stderr without a traceback, and nothing is created or changed); 75 when SIGTERM or
+SIGUSR1 stopped the run after writing checkpoints/last.pt (a SLURM job script requeues on 75); 3 when a
+training loss became NaN/Inf (training.nonfinite_loss: stop).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", dest="overrides", metavar="KEY.PATH=VALUE", action="append", default=[],
                         help="override a config key, value parsed as YAML (e.g. training.epochs=3); repeatable")
     parser.add_argument("--run-dir", metavar="DIR", help="run folder to create (default: a new folder under run.root)")
-    parser.add_argument("--resume", metavar="RUN_DIR|auto", help="continue a run from its last checkpoint; auto = the newest run under run.root")
+    parser.add_argument("--resume", metavar="RUN_DIR|auto",
+                        help="continue RUN_DIR from checkpoints/last.pt; auto = continue --run-dir if it has "
+                             "checkpoints/last.pt, else start it fresh (for requeued jobs)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config as YAML and exit without creating anything")
     return parser.parse_args(argv)
 
@@ -33,16 +37,25 @@ def _train(cfg, args: argparse.Namespace) -> int:
     # dry run never needs.
     from ml_benchmark_spategan.dataloader.errors import DataError
     from ml_benchmark_spategan.training.checkpoint import CheckpointError
+    from ml_benchmark_spategan.training.loop import NonFiniteLossError
     from ml_benchmark_spategan.training.run import train
+    from ml_benchmark_spategan.training.rundir import RunDirError
+    from ml_benchmark_spategan.training.signals import Preempted
 
     try:
         run_dir = train(cfg, run_dir=args.run_dir, resume=args.resume)
     except ConfigError as err:  # e.g. a checkpoint's stored config that no longer validates
         print(f"config error:\n{err}", file=sys.stderr)
         return 2
-    except (DataError, CheckpointError) as err:
+    except (DataError, CheckpointError, RunDirError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except Preempted as err:
+        print(f"stopped: {err}; resume with --resume", file=sys.stderr)
+        return err.exit_code
     print(f"run folder: {run_dir}")
     return 0
 

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from ml_benchmark_spategan.model.baselines import train_regression_step
 from ml_benchmark_spategan.model.spagan2d import train_gan_step
 from ml_benchmark_spategan.training.session import Session
+from ml_benchmark_spategan.training.signals import Preempted, StopFlag
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -32,8 +33,8 @@ def _step(session: Session, batch: dict) -> dict[str, torch.Tensor]:
             batch, bundle.generator, bundle.discriminator, session.optimizers["g"], session.optimizers["d"],
             session.settings, scalers=session.scalers, static_hr=session.static_hr,
         )
-    return train_regression_step(batch, bundle.generator, session.optimizers["g"], session.settings,
-                                 static_hr=session.static_hr)
+    scaler = session.scalers["g"] if session.scalers else None
+    return train_regression_step(batch, bundle.generator, session.optimizers["g"], session.settings, scaler=scaler)
 
 
 def _steps_this_epoch(session: Session) -> int:
@@ -54,7 +55,7 @@ def _nonfinite(stats: dict[str, torch.Tensor]) -> list[str]:
     """Names of non-finite entries (one host sync for the whole dict)."""
     keys = list(stats)
     flags = torch.stack([torch.as_tensor(stats[k]).float().cpu() for k in keys]).isfinite()
-    return [k for k, ok in zip(keys, flags.tolist()) if not ok]
+    return [k for k, ok in zip(keys, flags.tolist(), strict=True) if not ok]
 
 
 def _stop(session: Session, names: list[str]) -> None:
@@ -75,19 +76,32 @@ def _rollback(session: Session, snapshot: dict, names: list[str]) -> None:
 CHECK_EVERY_STEPS = 20  # in stop mode, look for NaN/Inf in the running sums this often (one sync each time)
 
 
-def train_epoch(session: Session) -> dict[str, float]:
-    """Run one epoch; return the epoch means of the step statistics plus timing."""
+def _restore_partial(session: Session) -> tuple[dict, int, int, float]:
+    """Running sums of an epoch interrupted by a signal (empty for a fresh epoch)."""
+    partial = session.partial or {}
+    sums = {k: v.to(session.device) for k, v in partial.get("sums", {}).items()}
+    return sums, partial.get("done", 0), partial.get("skipped", 0), partial.get("seconds", 0.0)
+
+
+def train_epoch(session: Session, stop: StopFlag | None = None) -> dict[str, float]:
+    """Run (the rest of) one epoch; return the epoch means of the step statistics plus timing.
+
+    Batches before ``session.epoch_step`` were done before an interruption: the loader's order is a pure
+    function of (seed, epoch), so skipping them continues exactly where the run stopped. When ``stop`` is
+    set after a step, the running sums are kept in ``session.partial`` and :class:`Preempted` is raised.
+    """
     session.train_loader.set_epoch(session.epoch)
     n_steps = _steps_this_epoch(session)
     skip_mode = session.cfg.training.nonfinite_loss == "skip"
-    sums: dict[str, torch.Tensor] = {}
-    done = skipped = 0
+    sums, done, skipped, seconds_before = _restore_partial(session)
     start = time.perf_counter()
-    bar = tqdm(total=n_steps, desc=f"epoch {session.epoch + 1}/{session.cfg.training.epochs}",
+    bar = tqdm(total=n_steps, initial=session.epoch_step, desc=f"epoch {session.epoch + 1}/{session.cfg.training.epochs}",
                disable=not session.cfg.logging.progress_bar, leave=False, dynamic_ncols=True)
-    for batch in session.train_loader:
-        if done + skipped >= n_steps:
+    for k, batch in enumerate(session.train_loader):
+        if k >= n_steps:
             break
+        if k < session.epoch_step:
+            continue
         snapshot = _snapshot(session) if skip_mode else None
         stats = _step(session, _to_device(batch, session.device))
         bad = _nonfinite(stats) if skip_mode else []
@@ -99,13 +113,27 @@ def train_epoch(session: Session) -> dict[str, float]:
                 sums[key] = sums.get(key, 0.0) + value
             done += 1
         session.global_step += 1
+        session.epoch_step = k + 1
         bar.update(1)
         if not skip_mode and (done % CHECK_EVERY_STEPS == 0 or done == n_steps) and (bad := _nonfinite(sums)):
             _stop(session, bad)
+        if stop is not None and stop_requested(session, stop) and session.epoch_step < n_steps:
+            seconds = seconds_before + time.perf_counter() - start
+            session.partial = {"sums": {k: v.detach().cpu() for k, v in sums.items()}, "done": done,
+                               "skipped": skipped, "seconds": seconds}
+            bar.close()
+            raise Preempted(f"{stop.name} received: stopped after step {session.epoch_step}/{n_steps} "
+                            f"of epoch {session.epoch + 1}")
     bar.close()
-    elapsed = time.perf_counter() - start
+    elapsed = seconds_before + time.perf_counter() - start
+    session.epoch_step, session.partial = 0, None
     means = {f"train/{key}": float(value) / max(done, 1) for key, value in sums.items()}
     samples = (done + skipped) * session.cfg.training.batch_size
     means.update({"train/steps": done, "train/skipped_steps": skipped, "time/epoch_seconds": elapsed,
                   "time/samples_per_second": samples / elapsed if elapsed > 0 else math.nan})
     return means
+
+
+def stop_requested(session: Session, stop: StopFlag) -> bool:
+    """Whether any process received a stop signal (all ranks must stop at the same step)."""
+    return bool(stop)

@@ -12,16 +12,31 @@ from pathlib import Path
 
 import torch
 
-from ml_benchmark_spategan.config.loader import dump_config
+from ml_benchmark_spategan.config.loader import ConfigError, config_to_dict, dump_config
 from ml_benchmark_spategan.config.schema import Config
+from ml_benchmark_spategan.dataloader.normalization import Normalizers
 from ml_benchmark_spategan.dataloader.reader import open_training_data
 from ml_benchmark_spategan.dataloader.split import split_data
+from ml_benchmark_spategan.model.registry import check_model_name
 from ml_benchmark_spategan.training import artifacts
-from ml_benchmark_spategan.training.checkpoint import save_checkpoint
+from ml_benchmark_spategan.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from ml_benchmark_spategan.training.history import write_history
 from ml_benchmark_spategan.training.loop import train_epoch
-from ml_benchmark_spategan.training.rundir import close_logging, create_run_dir, resolve_device, setup_logging
-from ml_benchmark_spategan.training.session import Session, build_session, normalization_params, session_state
+from ml_benchmark_spategan.training.rundir import (
+    RunDirError,
+    close_logging,
+    create_run_dir,
+    resolve_device,
+    setup_logging,
+)
+from ml_benchmark_spategan.training.session import (
+    Session,
+    build_session,
+    load_session_state,
+    normalization_params,
+    session_state,
+)
+from ml_benchmark_spategan.training.signals import Preempted, StopFlag
 from ml_benchmark_spategan.training.validation import validate
 
 
@@ -38,24 +53,70 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def _resume_state(cfg: Config, run_dir, resume) -> tuple[Path | None, dict | None]:
+    """(folder, checkpoint) to continue, or (folder or None, None) for a fresh start. Changes nothing."""
+    if resume is None:
+        return (Path(run_dir) if run_dir else None), None
+    if str(resume) == "auto":
+        if not run_dir:
+            raise RunDirError("--resume auto needs --run-dir (the run folder a requeued job continues)")
+        last = Path(run_dir) / "checkpoints" / "last.pt"
+        return Path(run_dir), (_load_compatible(cfg, last) if last.is_file() else None)
+    folder = Path(resume)
+    if not folder.is_dir():
+        raise RunDirError(f"--resume {folder}: run folder does not exist")
+    return folder, _load_compatible(cfg, folder / "checkpoints" / "last.pt")
+
+
+def _load_compatible(cfg: Config, path: Path) -> dict:
+    state = load_checkpoint(path)
+    check_compatible(state, config_to_dict(cfg), path)
+    return state
+
+
 def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | None = None) -> Path:
-    """Train a model as configured; return the run folder."""
+    """Train a model as configured (or continue a run); return the run folder.
+
+    Everything that can fail on bad input (device, data files, split, checkpoint) is checked before the
+    run folder is created or changed.
+    """
     device = resolve_device(cfg.device, cfg.on_missing_gpu)
+    try:
+        check_model_name(cfg.model.name)
+    except ValueError as err:
+        raise ConfigError([str(err)]) from err
     data = open_training_data(cfg.data)
     train_data, val_data = split_data(data, cfg.data)
-    folder = create_run_dir(cfg.run.root, cfg.run.name, explicit=run_dir)
+    folder, state = _resume_state(cfg, run_dir, resume)
+    if state is None:
+        folder = create_run_dir(cfg.run.root, cfg.run.name, explicit=folder, allow_unfinished=resume is not None)
     logger = setup_logging(folder)
+    stop = StopFlag().install()
     try:
+        session = _start_session(cfg, folder, state, device, train_data, val_data, logger)
+        fit(session, stop)
+    finally:
+        stop.uninstall()
+        close_logging()
+    return folder
+
+
+def _start_session(cfg, folder, state, device, train_data, val_data, logger) -> Session:
+    if state is None:
         logger.info("run folder: %s", folder)
         dump_config(cfg, folder / "config.yaml")
         seed_everything(cfg.training.seed, cfg.training.deterministic)
         session = build_session(cfg, train_data, val_data, device, folder, logger)
         session.normalizers.save(folder / "normalization")
         _log_start(session, train_data, val_data)
-        fit(session)
-    finally:
-        close_logging()
-    return folder
+        return session
+    seed_everything(cfg.training.seed, cfg.training.deterministic)
+    normalizers = Normalizers.load(folder / "normalization")
+    session = build_session(cfg, train_data, val_data, device, folder, logger, normalizers=normalizers)
+    load_session_state(session, state)
+    logger.info("resumed %s at epoch %d, step %d of the epoch (global step %d)", folder, session.epoch + 1,
+                session.epoch_step, session.global_step)
+    return session
 
 
 def _log_start(session: Session, train_data, val_data) -> None:
@@ -77,13 +138,19 @@ def _epochs_to_run(session: Session) -> range:
     return range(session.epoch, last)
 
 
-def fit(session: Session) -> None:
+def fit(session: Session, stop: StopFlag | None = None) -> None:
     """The epoch schedule; each epoch ends with a complete, consistent run folder."""
     for epoch in _epochs_to_run(session):
         session.epoch = epoch
         row = {"epoch": epoch + 1}
         if session.bundle.kind != "fixed":
-            row.update(train_epoch(session))
+            try:
+                row.update(train_epoch(session, stop))
+            except Preempted as stopped:
+                save_checkpoint(session.run_dir / "checkpoints" / "last.pt", session_state(session))
+                session.logger.warning("%s; wrote checkpoints/last.pt; exit %d so the job can be requeued",
+                                       stopped, stopped.exit_code)
+                raise
         row.update(_learning_rates(session))
         row.update(_validate_if_due(session, epoch))
         for scheduler in session.schedulers.values():
@@ -94,6 +161,10 @@ def fit(session: Session) -> None:
         _save_checkpoints(session, row, epoch)
         write_history(session.run_dir, session.history)
         artifacts.plot_history(session)
+        if stop and session.epoch < _epochs_to_run(session).stop:
+            session.logger.warning("%s received: stopping after epoch %d; exit %d so the job can be requeued",
+                                   stop.name, session.epoch, Preempted.exit_code)
+            raise Preempted(f"{stop.name} received after epoch {session.epoch}")
     _save_final(session)
     session.logger.info("done: %s", session.run_dir)
 

@@ -34,14 +34,25 @@ def run_dir_name(name: str = "", now: _dt.datetime | None = None) -> str:
     return f"{stamp}_{secrets.token_hex(3)}{suffix}"
 
 
-def create_run_dir(root: str | Path, name: str = "", explicit: str | Path | None = None) -> Path:
-    """Create a fresh run folder (``explicit`` if given, else a timestamped one under ``root``)."""
+def create_run_dir(root: str | Path, name: str = "", explicit: str | Path | None = None,
+                   allow_unfinished: bool = False) -> Path:
+    """Create a fresh run folder (``explicit`` if given, else a timestamped one under ``root``).
+
+    ``allow_unfinished`` (``--resume auto``): an existing folder without ``checkpoints/last.pt`` (a job
+    that died before its first checkpoint) is started afresh.
+    """
     folder = Path(explicit) if explicit else Path(root) / run_dir_name(name)
     check_writable(folder.parent)
-    if folder.exists() and any(folder.iterdir()):
+    if folder.exists() and not folder.is_dir():
+        raise RunDirError(f"run folder {folder} exists and is not a folder")
+    unfinished = allow_unfinished and not (folder / "checkpoints" / "last.pt").exists()
+    if folder.exists() and any(folder.iterdir()) and not unfinished:
         raise RunDirError(f"run folder {folder} already exists and is not empty; use --resume {folder} to continue it")
-    for sub in ("checkpoints", "sample_plots", "normalization"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+    try:
+        for sub in ("checkpoints", "sample_plots", "normalization"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"cannot create run folder {folder}: {err.strerror or err}") from err
     return folder
 
 

@@ -16,7 +16,12 @@ from ml_benchmark_spategan.config.loader import config_to_dict
 from ml_benchmark_spategan.config.schema import Config, OptimizerConfig
 from ml_benchmark_spategan.dataloader.normalization import Normalizers, fit_normalizers
 from ml_benchmark_spategan.dataloader.reader import DomainData
-from ml_benchmark_spategan.dataloader.torch_bridge import TorchNormalizer, make_eval_loader, make_train_loader, static_hr
+from ml_benchmark_spategan.dataloader.torch_bridge import (
+    TorchNormalizer,
+    make_eval_loader,
+    make_train_loader,
+    static_hr,
+)
 from ml_benchmark_spategan.model.registry import ModelBundle, build_model
 from ml_benchmark_spategan.model.spagan2d import GanStepSettings, resolve_precision
 from ml_benchmark_spategan.training.checkpoint import capture_rng_state, restore_rng_state
@@ -40,7 +45,9 @@ class Session:
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
     scalers: dict[str, torch.amp.GradScaler] | None
     logger: logging.Logger
-    epoch: int = 0  # next epoch to run (0-based)
+    epoch: int = 0  # epoch to run next, or the one interrupted (0-based)
+    epoch_step: int = 0  # batches of `epoch` already done (non-zero only after an interruption)
+    partial: dict | None = None  # running sums of an interrupted epoch
     global_step: int = 0
     best: float | None = None
     history: list[dict] = field(default_factory=list)
@@ -139,6 +146,8 @@ def session_state(session: Session) -> dict:
         "schedulers": {k: v.state_dict() for k, v in session.schedulers.items()},
         "scalers": None if session.scalers is None else {k: v.state_dict() for k, v in session.scalers.items()},
         "epoch": session.epoch,
+        "epoch_step": session.epoch_step,
+        "partial": session.partial,
         "global_step": session.global_step,
         "best": session.best,
         "history": session.history,
@@ -160,6 +169,8 @@ def load_session_state(session: Session, state: dict) -> None:
         for name, scaler in session.scalers.items():
             scaler.load_state_dict(state["scalers"][name])
     session.epoch = state["epoch"]
+    session.epoch_step = state["epoch_step"]
+    session.partial = state["partial"]
     session.global_step = state["global_step"]
     session.best = state["best"]
     session.history = list(state["history"])
