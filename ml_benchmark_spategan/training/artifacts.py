@@ -43,6 +43,11 @@ def _map_grid(session):
         return map_grid_from_xarray(session.val_data.target, _domain(session))
 
 
+def _day(stamp) -> str:
+    """'1963-01-01' for datetime64 and cftime stamps alike."""
+    return str(stamp).replace("T", " ")[:10]
+
+
 def plot_sample(session, result, epoch: int) -> Path | None:
     """``sample_plots/epoch_NNN.png``: predictor, target, 3 members, ensemble mean and spread of one day."""
     sample = result.sample
@@ -54,7 +59,7 @@ def plot_sample(session, result, epoch: int) -> Path | None:
     pred = session.val_data.predictors.isel(time=sample["day"]).sel(channel=name)
     lat, lon = (np.asarray(pred[d].values) for d in pred.dims[-2:])
     fig = sample_figure(_map_grid(session), np.asarray(pred.values), (lat, lon), name, sample["target"],
-                        sample["members"], title=f"epoch {epoch + 1}: {sample['time']}", var=var)
+                        sample["members"], title=f"epoch {epoch + 1}: {_day(sample['time'])}", var=var)
     return save_figure(fig, session.run_dir / "sample_plots" / f"epoch_{epoch + 1:03d}.png")
 
 
