@@ -31,7 +31,7 @@ def tiny_overrides(data_root: Path, run_root: Path, **extra) -> list[str]:
         "model.generator.n_coarse_blocks": 1,
         "model.discriminator.hr_channels": "[8,8,8,8,8]", "model.discriminator.lr_channels": "[8,8]",
         "training.epochs": 2, "training.max_steps_per_epoch": 3, "training.batch_size": 4,
-        "training.val_members": 2, "training.schedule.warmup_epochs": 1, "logging.progress_bar": "false",
+        "training.val_members": 1, "training.schedule.warmup_epochs": 1, "logging.progress_bar": "false",
         "logging.checkpoint_every_epochs": 1, "device": "cpu", "run.root": str(run_root),
     }
     sets.update(extra)
@@ -40,8 +40,8 @@ def tiny_overrides(data_root: Path, run_root: Path, **extra) -> list[str]:
 
 @pytest.fixture(scope="module")
 def gan_run(cordex_root, tmp_path_factory):
-    cfg = load_config(ROOT / "config.yml", tiny_overrides(cordex_root, tmp_path_factory.mktemp("runs")))
-    return train(cfg)
+    sets = tiny_overrides(cordex_root, tmp_path_factory.mktemp("runs"), **{"training.val_members": 2})
+    return train(load_config(ROOT / "config.yml", sets))
 
 
 def _assert_real_png(path: Path) -> None:
@@ -164,7 +164,8 @@ def _metric_rows(run_dir: Path) -> list[dict]:
 
 def test_signal_mid_epoch_then_resume_is_identical(cordex_root, tmp_path):
     """SIGUSR1 after a step -> last.pt + Preempted; --resume ends bit-identical to an uninterrupted run."""
-    extra = {"training.deterministic": "true", "training.epochs": 2, "training.max_steps_per_epoch": 4}
+    extra = {"training.deterministic": "true", "training.epochs": 2, "training.max_steps_per_epoch": 4,
+             "logging.diagnostics_every_epochs": 2}
     cfg = load_config(ROOT / "config.yml", tiny_overrides(cordex_root, tmp_path / "runs", **extra))
     reference = train(cfg, run_dir=tmp_path / "reference")
 
@@ -211,7 +212,8 @@ def test_kill_9_during_training_then_resume_auto(cordex_root, tmp_path):
     run_dir = tmp_path / "job"
     args = [sys.executable, str(ROOT / "training_v2.py"), "--config", str(ROOT / "config.yml"),
             "--run-dir", str(run_dir), "--resume", "auto"]
-    for item in tiny_overrides(cordex_root, tmp_path / "runs", **{"training.epochs": 3}):
+    for item in tiny_overrides(cordex_root, tmp_path / "runs", **{"training.epochs": 3,
+                                                                  "logging.diagnostics_every_epochs": 3}):
         args += ["--set", item]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -234,3 +236,41 @@ def test_kill_9_during_training_then_resume_auto(cordex_root, tmp_path):
     history = json.loads((run_dir / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert "resumed" in (run_dir / "training.log").read_text()
+
+
+def _nan_at_step(monkeypatch, bad_step: int):
+    import ml_benchmark_spategan.training.loop as loop
+
+    real_step, calls = loop._step, {"n": 0}
+
+    def step(session, batch):
+        out = real_step(session, batch)
+        calls["n"] += 1
+        if calls["n"] == bad_step:
+            with torch.no_grad():  # a diverged update: NaN weights and a NaN loss
+                next(session.bundle.generator.parameters()).fill_(float("nan"))
+            out = {**out, "g/loss": torch.tensor(float("nan"))}
+        return out
+
+    monkeypatch.setattr(loop, "_step", step)
+
+
+def test_nonfinite_loss_stops_without_saving_best(cordex_root, tmp_path, monkeypatch):
+    from ml_benchmark_spategan.training.loop import NonFiniteLossError
+
+    _nan_at_step(monkeypatch, 2)
+    cfg = load_config(ROOT / "config.yml", tiny_overrides(cordex_root, tmp_path, **{"training.epochs": 1}))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(.*g/loss.*\) in epoch 1"):
+        train(cfg, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+
+
+def test_nonfinite_loss_skip_rolls_back(cordex_root, tmp_path, monkeypatch):
+    _nan_at_step(monkeypatch, 2)
+    cfg = load_config(ROOT / "config.yml", tiny_overrides(cordex_root, tmp_path, **{
+        "training.epochs": 1, "training.nonfinite_loss": "skip"}))
+    run = train(cfg, run_dir=tmp_path / "run")
+    history = json.loads((run / "history.json").read_text())
+    assert history[0]["train/skipped_steps"] == 1 and history[0]["train/steps"] == 2
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert all(torch.isfinite(v).all() for v in best["generator"].values() if v.is_floating_point())
