@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorConfig, LossConfig, TrainingConfig
@@ -140,7 +141,27 @@ class Generator(nn.Module):
             raise ValueError(f"static_hr: expected batch size 1 or {batch}, found {static_hr.shape[0]}")
         return static_hr.expand(batch, -1, -1, -1)
 
-    def forward(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None,
+                n_members: int | None = None) -> torch.Tensor:
+        """One field (B, 1, H, W), or ``n_members`` stochastic members (B, n_members, H, W) when given.
+
+        Members are produced here, not only in :meth:`sample`, because a DistributedDataParallel wrapper
+        synchronises gradients only for passes made through its ``forward``: ``ddp(x, s, n_members=4)``.
+        The batch is repeated member-major inside each sample (repeat_interleave), so members differ only
+        by their dropout masks.
+        """
+        if n_members is None:
+            return self._predict(x_lr, static_hr)
+        if n_members < 1:
+            raise ValueError(f"n_members: expected a positive number of ensemble members, found {n_members}")
+        b = x_lr.shape[0]
+        x = x_lr.repeat_interleave(n_members, dim=0)
+        s = None
+        if static_hr is not None:
+            s = static_hr.repeat_interleave(n_members, dim=0) if static_hr.shape[0] == b and b > 1 else static_hr
+        return self._predict(x, s).reshape(b, n_members, *self.out_shape)
+
+    def _predict(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None) -> torch.Tensor:
         _check_input("x_lr", x_lr, self.in_channels, self.in_shape)
         static_hr = self._static(static_hr, x_lr.shape[0])
         x = resize_bilinear(x_lr, self.working_grid)
@@ -156,15 +177,9 @@ class Generator(nn.Module):
     def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None) -> torch.Tensor:
         """``n_members`` stochastic members per sample in one forward pass -> (B, n_members, H, W).
 
-        The batch is repeated member-major inside each sample (repeat_interleave), so members differ only
-        by their dropout masks. Gradients flow unless the caller disables them.
+        Same as ``self(x_lr, static_hr, n_members=n_members)``. Gradients flow unless the caller disables them.
         """
-        b = x_lr.shape[0]
-        x = x_lr.repeat_interleave(n_members, dim=0)
-        s = None
-        if static_hr is not None:
-            s = static_hr.repeat_interleave(n_members, dim=0) if static_hr.shape[0] == b and b > 1 else static_hr
-        return self(x, s).reshape(b, n_members, *self.out_shape)
+        return self(x_lr, static_hr, n_members=n_members)
 
 
 class Discriminator(nn.Module):
@@ -247,6 +262,18 @@ def _d_losses(settings: GanStepSettings):
     return (lambda r, f: losses.d_loss_bce(r, f, ls)), losses.g_loss_bce
 
 
+def _members(generator: nn.Module, x_lr, n_members: int, static_hr) -> torch.Tensor:
+    """``n_members`` members (B, n_members, H, W) of ``generator`` (a module or its DDP wrapper).
+
+    A DistributedDataParallel wrapper is *called*: only passes through its ``forward`` synchronise
+    gradients across ranks (it has no ``sample``; :meth:`Generator.forward` takes ``n_members``). A plain
+    module is asked through ``sample``, the model contract of the registry.
+    """
+    if isinstance(generator, DistributedDataParallel):
+        return generator(x_lr, static_hr, n_members=n_members)
+    return generator.sample(x_lr, n_members, static_hr)
+
+
 def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings, scaler=None) -> dict[str, torch.Tensor]:
     """One D update on real ``y_real`` and generated ``fake`` (B, 1, H, W); invalid cells are set to 0."""
     d_loss, _ = _d_losses(settings)
@@ -268,12 +295,17 @@ def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings,
 
 def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scaler=None,
                    static_hr=None) -> dict[str, torch.Tensor]:
-    """One G update: content loss on the ensemble mean + adversarial loss on every member."""
+    """One G update: content loss on the ensemble mean + adversarial loss on every member.
+
+    ``generator`` and ``discriminator`` may be DistributedDataParallel wrappers. D is called with its
+    parameters frozen: none of its gradient hooks fire, so its reducer neither all-reduces nor waits for
+    gradients in this pass (tests/test_distributed.py runs two steps under DDP).
+    """
     _, g_loss = _d_losses(settings)
     w, e = settings.loss, settings.ensemble_size
     b, _, hh, ww = y_real.shape
     with _frozen(discriminator), autocast(settings.precision, x_lr.device.type):
-        members = generator.sample(x_lr, e, static_hr).float()  # (B, E, H, W)
+        members = _members(generator, x_lr, e, static_hr).float()  # (B, E, H, W)
         y_mean = members.mean(dim=1, keepdim=True)
         fake = torch.where(mask, members, 0.0).reshape(b * e, 1, hh, ww)
         fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0)).float()
@@ -300,6 +332,11 @@ def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanS
     the critic phases, so all ``n_critic`` fake batches are drawn in ONE no-grad forward pass
     (``sample``), which is the same distribution as drawing them phase by phase. D logs are averaged
     over the critic phases. fp16 needs ``scalers = make_grad_scalers('fp16', device_type)``.
+
+    Under DistributedDataParallel pass the wrapped networks (:func:`training.distributed.wrap_ddp`); each
+    rank gives its share of the global batch. Every loss is a mean over its shard, so the averaged
+    gradients equal the full batch's when the shards have equal sizes (and, for the masked content
+    losses, equal numbers of valid cells, as with one mask for all days).
     """
     x_lr, mask = batch["x_lr"], batch["mask"]
     if mask.dtype != torch.bool:
@@ -309,7 +346,7 @@ def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanS
     scalers = scalers or {}
     y_real = torch.where(mask, batch["y_hr"], 0.0)
     with torch.no_grad(), autocast(settings.precision, x_lr.device.type):
-        fakes = generator.sample(x_lr, settings.n_critic, static_hr)  # (B, n_critic, H, W)
+        fakes = _members(generator, x_lr, settings.n_critic, static_hr)  # (B, n_critic, H, W)
     d_logs: dict[str, torch.Tensor] = {}
     for k in range(settings.n_critic):
         phase = discriminator_step(x_lr, y_real, fakes[:, k:k + 1], mask, discriminator, opt_d, settings,

@@ -20,6 +20,7 @@ and it saves ``unwrap(model).state_dict()`` so checkpoints carry no ``module.`` 
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import shutil
@@ -36,6 +37,9 @@ DEFAULT_MASTER_ADDR = "127.0.0.1"
 DEFAULT_MASTER_PORT = 29500
 SLURM_PORT_BASE, SLURM_PORT_SPAN = 20000, 20000  # ports 20000..39999 derived from the job id
 SEED_STRIDE = 1_000_003  # a prime: rank seeds seed + k * stride do not collide for nearby seeds
+# Longest wait in a collective before the group aborts. Generous, because the other ranks wait at a
+# barrier while rank 0 alone validates on the full validation split and writes plots and checkpoints.
+DEFAULT_TIMEOUT = datetime.timedelta(minutes=60)
 
 
 class DistributedError(RuntimeError):
@@ -203,13 +207,15 @@ def _rank_device(device_request: torch.device, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def setup(device_request: torch.device, environ: Mapping[str, str] | None = None) -> DistInfo:
+def setup(device_request: torch.device, environ: Mapping[str, str] | None = None,
+          timeout: datetime.timedelta = DEFAULT_TIMEOUT) -> DistInfo:
     """Join the process group described by the environment (see the module docstring).
 
     One process: nothing is initialised and ``DistInfo(0, 1, 0, None, device_request)`` is returned.
     Several: NCCL on CUDA (this rank's GPU becomes the current device), gloo on CPU; ``MASTER_ADDR``,
     ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` are exported to ``os.environ`` when
-    missing (SLURM launches) and the group is joined with ``init_method='env://'``.
+    missing (SLURM launches) and the group is joined with ``init_method='env://'``. ``timeout``: the
+    longest wait in a collective (see ``DEFAULT_TIMEOUT``).
     """
     environ = os.environ if environ is None else environ
     rank, world, local = env_info(environ)
@@ -224,7 +230,7 @@ def setup(device_request: torch.device, environ: Mapping[str, str] | None = None
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     if not dist.is_initialized():
-        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world, timeout=timeout)
     return DistInfo(rank, world, local, backend, device)
 
 
