@@ -13,6 +13,7 @@ training loss became NaN/Inf (training.nonfinite_loss: stop).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -56,8 +57,13 @@ def _train(cfg, args: argparse.Namespace) -> int:
     except Preempted as err:
         print(f"stopped: {err}; resume with --resume", file=sys.stderr)
         return err.exit_code
-    print(f"run folder: {run_dir}")
+    if _rank() == 0:  # under torchrun/srun every process returns; one line is enough
+        print(f"run folder: {run_dir}")
     return 0
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -89,9 +89,9 @@ def test_history_and_metrics_have_one_row_per_epoch(gan_run):
 
 def test_validation_rmse_matches_a_direct_computation(gan_run, cordex_root):
     """val/rmse is the spatial mean of the per-point RMSE over the whole validation year."""
-    from ml_benchmark_spategan.inference import load_run, predict_ensemble
     from ml_benchmark_spategan.dataloader.reader import open_training_data
     from ml_benchmark_spategan.dataloader.split import split_data
+    from ml_benchmark_spategan.inference import load_run, predict_ensemble
 
     run = load_run(gan_run, "last")
     _, val = split_data(open_training_data(run.cfg.data), run.cfg.data)
@@ -215,22 +215,14 @@ def test_kill_9_during_training_then_resume_auto(cordex_root, tmp_path):
     for item in tiny_overrides(cordex_root, tmp_path / "runs", **{"training.epochs": 3,
                                                                   "logging.diagnostics_every_epochs": 3}):
         args += ["--set", item]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    done = threading.Event()
-
-    def watch():
-        for line in proc.stdout:
-            lines.append(line)
-            if "epoch 1/3" in line and "INFO" in line:
-                proc.kill()
-                break
-        done.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    proc.wait(timeout=300)
-    done.wait(10)
-    assert proc.returncode == -signal.SIGKILL, "".join(lines)[-2000:]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run_dir / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: at the latest during epoch 2, possibly while a checkpoint is being written
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
     result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     history = json.loads((run_dir / "history.json").read_text())
@@ -274,3 +266,37 @@ def test_nonfinite_loss_skip_rolls_back(cordex_root, tmp_path, monkeypatch):
     assert history[0]["train/skipped_steps"] == 1 and history[0]["train/steps"] == 2
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert all(torch.isfinite(v).all() for v in best["generator"].values() if v.is_floating_point())
+
+
+def _torchrun(nproc: int, run_dir: Path, sets: list[str], *extra: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            str(ROOT / "training_v2.py"), "--config", str(ROOT / "config.yml"), "--run-dir", str(run_dir), *extra]
+    for item in sets:
+        args += ["--set", item]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK"))}
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_two_process_ddp_run_resumes_in_one_process_and_back(cordex_root, tmp_path):
+    """torchrun with 2 gloo processes writes one run folder; it resumes in 1 process, then in 2 again."""
+    run_dir = tmp_path / "ddp"
+    sets = tiny_overrides(cordex_root, tmp_path / "runs", **{"training.epochs": 1, "training.max_steps_per_epoch": 2})
+    first = _torchrun(2, run_dir, sets, "--resume", "auto")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert [ln for ln in first.stdout.splitlines() if ln.startswith("run folder:")] == [f"run folder: {run_dir}"]
+    assert (run_dir / "training.log").read_text().count("epoch 1/1") == 1
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert not any(k.startswith("module.") for k in state["generator"])  # saved unwrapped
+    sets2 = [s if not s.startswith("training.epochs") else "training.epochs=2" for s in sets]
+    single = subprocess.run([sys.executable, str(ROOT / "training_v2.py"), "--config", str(ROOT / "config.yml"),
+                             "--resume", str(run_dir), *sum((["--set", s] for s in sets2), [])],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    sets3 = [s if not s.startswith("training.epochs") else "training.epochs=3" for s in sets]
+    again = _torchrun(2, run_dir, sets3, "--resume", str(run_dir))
+    assert again.returncode == 0, again.stderr[-3000:]
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert [h["train/steps"] for h in history] == [2, 2, 2]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["global_step"] == 6

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ml_benchmark_spategan.model.baselines import train_regression_step
 from ml_benchmark_spategan.model.spagan2d import train_gan_step
+from ml_benchmark_spategan.training.distributed import any_rank, reduce_mean
 from ml_benchmark_spategan.training.session import Session
 from ml_benchmark_spategan.training.signals import Preempted, StopFlag
 
@@ -27,14 +28,14 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 def _step(session: Session, batch: dict) -> dict[str, torch.Tensor]:
-    bundle = session.bundle
-    if bundle.kind == "gan":
+    models = session.trainables
+    if session.bundle.kind == "gan":
         return train_gan_step(
-            batch, bundle.generator, bundle.discriminator, session.optimizers["g"], session.optimizers["d"],
+            batch, models["g"], models["d"], session.optimizers["g"], session.optimizers["d"],
             session.settings, scalers=session.scalers, static_hr=session.static_hr,
         )
     scaler = session.scalers["g"] if session.scalers else None
-    return train_regression_step(batch, bundle.generator, session.optimizers["g"], session.settings, scaler=scaler)
+    return train_regression_step(batch, models["g"], session.optimizers["g"], session.settings, scaler=scaler)
 
 
 def _steps_this_epoch(session: Session) -> int:
@@ -105,6 +106,8 @@ def train_epoch(session: Session, stop: StopFlag | None = None) -> dict[str, flo
         snapshot = _snapshot(session) if skip_mode else None
         stats = _step(session, _to_device(batch, session.device))
         bad = _nonfinite(stats) if skip_mode else []
+        if skip_mode and session.dist.distributed and any_rank(bool(bad), session.dist) and not bad:
+            bad = ["(another rank)"]  # every rank skips the same step
         if bad:
             _rollback(session, snapshot, bad)
             skipped += 1
@@ -128,6 +131,8 @@ def train_epoch(session: Session, stop: StopFlag | None = None) -> dict[str, flo
     elapsed = seconds_before + time.perf_counter() - start
     session.epoch_step, session.partial = 0, None
     means = {f"train/{key}": float(value) / max(done, 1) for key, value in sums.items()}
+    if session.dist.distributed:  # the logged losses are the mean over ranks
+        means = reduce_mean(means, session.dist)
     samples = (done + skipped) * session.cfg.training.batch_size
     means.update({"train/steps": done, "train/skipped_steps": skipped, "time/epoch_seconds": elapsed,
                   "time/samples_per_second": samples / elapsed if elapsed > 0 else math.nan})
@@ -136,4 +141,6 @@ def train_epoch(session: Session, stop: StopFlag | None = None) -> dict[str, flo
 
 def stop_requested(session: Session, stop: StopFlag) -> bool:
     """Whether any process received a stop signal (all ranks must stop at the same step)."""
+    if session.dist.distributed:
+        return any_rank(bool(stop), session.dist)
     return bool(stop)

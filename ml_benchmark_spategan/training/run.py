@@ -18,10 +18,10 @@ from ml_benchmark_spategan.dataloader.normalization import Normalizers
 from ml_benchmark_spategan.dataloader.reader import open_training_data
 from ml_benchmark_spategan.dataloader.split import split_data
 from ml_benchmark_spategan.model.registry import check_model_name
-from ml_benchmark_spategan.training import artifacts
+from ml_benchmark_spategan.training import artifacts, distributed
 from ml_benchmark_spategan.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from ml_benchmark_spategan.training.history import write_history
-from ml_benchmark_spategan.training.loop import train_epoch
+from ml_benchmark_spategan.training.loop import stop_requested, train_epoch
 from ml_benchmark_spategan.training.rundir import (
     RunDirError,
     close_logging,
@@ -78,7 +78,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
     """Train a model as configured (or continue a run); return the run folder.
 
     Everything that can fail on bad input (device, data files, split, checkpoint) is checked before the
-    run folder is created or changed.
+    run folder is created or changed. Under torchrun/srun every process runs this; rank 0 alone writes.
     """
     device = resolve_device(cfg.device, cfg.on_missing_gpu)
     try:
@@ -88,32 +88,53 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
     data = open_training_data(cfg.data)
     train_data, val_data = split_data(data, cfg.data)
     folder, state = _resume_state(cfg, run_dir, resume)
-    if state is None:
-        folder = create_run_dir(cfg.run.root, cfg.run.name, explicit=folder, allow_unfinished=resume is not None)
-    logger = setup_logging(folder)
+    dist = distributed.setup(device)
     stop = StopFlag().install()
     try:
-        session = _start_session(cfg, folder, state, device, train_data, val_data, logger)
+        folder = _shared_run_dir(cfg, folder, state, resume, dist)
+        logger = setup_logging(folder if dist.main else None, console=dist.main)
+        session = _start_session(cfg, folder, state, dist, train_data, val_data, logger)
         fit(session, stop)
     finally:
         stop.uninstall()
         close_logging()
+        distributed.cleanup()
     return folder
 
 
-def _start_session(cfg, folder, state, device, train_data, val_data, logger) -> Session:
+def _shared_run_dir(cfg: Config, folder, state, resume, dist) -> Path:
+    """Rank 0 creates the run folder (unless resuming); every rank gets its path (or rank 0's error)."""
+    outcome: tuple[Path | None, str | None] = (folder, None)
+    if state is None and dist.main:
+        try:
+            outcome = (create_run_dir(cfg.run.root, cfg.run.name, explicit=folder,
+                                      allow_unfinished=resume is not None), None)
+        except RunDirError as err:
+            outcome = (None, str(err))
+    folder, error = distributed.broadcast_object(outcome, dist)
+    if error:
+        raise RunDirError(error)
+    return folder
+
+
+def _start_session(cfg, folder, state, dist, train_data, val_data, logger) -> Session:
+    seed_everything(distributed.rank_seed(cfg.training.seed, dist.rank), cfg.training.deterministic)
     if state is None:
-        logger.info("run folder: %s", folder)
-        dump_config(cfg, folder / "config.yaml")
-        seed_everything(cfg.training.seed, cfg.training.deterministic)
-        session = build_session(cfg, train_data, val_data, device, folder, logger)
-        session.normalizers.save(folder / "normalization")
+        if dist.main:
+            logger.info("run folder: %s", folder)
+            dump_config(cfg, folder / "config.yaml")
+        session = build_session(cfg, train_data, val_data, dist.device, folder, logger, dist=dist)
+        if dist.main:
+            session.normalizers.save(folder / "normalization")
         _log_start(session, train_data, val_data)
         return session
-    seed_everything(cfg.training.seed, cfg.training.deterministic)
     normalizers = Normalizers.load(folder / "normalization")
-    session = build_session(cfg, train_data, val_data, device, folder, logger, normalizers=normalizers)
+    session = build_session(cfg, train_data, val_data, dist.device, folder, logger, normalizers=normalizers,
+                            dist=dist)
     load_session_state(session, state)
+    if dist.rank:  # the checkpoint holds rank 0's RNG state; other ranks keep distinct streams
+        seed_everything(distributed.rank_seed(cfg.training.seed + session.global_step, dist.rank),
+                        cfg.training.deterministic)
     logger.info("resumed %s at epoch %d, step %d of the epoch (global step %d)", folder, session.epoch + 1,
                 session.epoch_step, session.global_step)
     return session
@@ -139,7 +160,8 @@ def _epochs_to_run(session: Session) -> range:
 
 
 def fit(session: Session, stop: StopFlag | None = None) -> None:
-    """The epoch schedule; each epoch ends with a complete, consistent run folder."""
+    """The epoch schedule; each epoch ends with a complete, consistent run folder (written by rank 0)."""
+    main = session.dist.main
     for epoch in _epochs_to_run(session):
         session.epoch = epoch
         row = {"epoch": epoch + 1}
@@ -147,26 +169,37 @@ def fit(session: Session, stop: StopFlag | None = None) -> None:
             try:
                 row.update(train_epoch(session, stop))
             except Preempted as stopped:
-                save_checkpoint(session.run_dir / "checkpoints" / "last.pt", session_state(session))
-                session.logger.warning("%s; wrote checkpoints/last.pt; exit %d so the job can be requeued",
-                                       stopped, stopped.exit_code)
+                _save_preempted(session, stopped)
                 raise
         row.update(_learning_rates(session))
-        row.update(_validate_if_due(session, epoch))
+        if main:
+            row.update(_validate_if_due(session, epoch))
         for scheduler in session.schedulers.values():
             scheduler.step()
         session.history.append(row)
         session.epoch = epoch + 1
-        _log_epoch(session, row)
-        _save_checkpoints(session, row, epoch)
-        write_history(session.run_dir, session.history)
-        artifacts.plot_history(session)
-        if stop and session.epoch < _epochs_to_run(session).stop:
-            session.logger.warning("%s received: stopping after epoch %d; exit %d so the job can be requeued",
-                                   stop.name, session.epoch, Preempted.exit_code)
-            raise Preempted(f"{stop.name} received after epoch {session.epoch}")
-    _save_final(session)
-    session.logger.info("done: %s", session.run_dir)
+        if main:
+            _log_epoch(session, row)
+            _save_checkpoints(session, row, epoch)
+            write_history(session.run_dir, session.history)
+            artifacts.plot_history(session)
+        distributed.barrier()
+        if stop is not None and session.epoch < _epochs_to_run(session).stop and stop_requested(session, stop):
+            stopped = Preempted(f"{stop.name or 'stop signal'} received after epoch {session.epoch}")
+            session.logger.warning("%s; exit %d so the job can be requeued", stopped, stopped.exit_code)
+            raise stopped
+    if main:
+        _save_final(session)
+        session.logger.info("done: %s", session.run_dir)
+    distributed.barrier()
+
+
+def _save_preempted(session: Session, stopped: Preempted) -> None:
+    if session.dist.main:
+        save_checkpoint(session.run_dir / "checkpoints" / "last.pt", session_state(session))
+        session.logger.warning("%s; wrote checkpoints/last.pt; exit %d so the job can be requeued",
+                               stopped, stopped.exit_code)
+    distributed.barrier()
 
 
 def _learning_rates(session: Session) -> dict[str, float]:

@@ -25,6 +25,7 @@ from ml_benchmark_spategan.dataloader.torch_bridge import (
 from ml_benchmark_spategan.model.registry import ModelBundle, build_model
 from ml_benchmark_spategan.model.spagan2d import GanStepSettings, resolve_precision
 from ml_benchmark_spategan.training.checkpoint import capture_rng_state, restore_rng_state
+from ml_benchmark_spategan.training.distributed import DistInfo, wrap_ddp
 from ml_benchmark_spategan.training.schedule import build_scheduler
 
 
@@ -45,6 +46,8 @@ class Session:
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
     scalers: dict[str, torch.amp.GradScaler] | None
     logger: logging.Logger
+    dist: DistInfo = field(default_factory=DistInfo)
+    trainables: dict = field(default_factory=dict)  # the modules the step runs: DDP-wrapped when distributed
     epoch: int = 0  # epoch to run next, or the one interrupted (0-based)
     epoch_step: int = 0  # batches of `epoch` already done (non-zero only after an interruption)
     partial: dict | None = None  # running sums of an interrupted epoch
@@ -104,11 +107,18 @@ def _optimizers(cfg: Config, bundle: ModelBundle, device: torch.device) -> dict[
 
 
 def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch.device, run_dir: Path,
-                  logger: logging.Logger, normalizers: Normalizers | None = None) -> Session:
-    """Wire loaders, models and optimisers for a run (normalisers fitted unless given)."""
+                  logger: logging.Logger, normalizers: Normalizers | None = None,
+                  dist: DistInfo | None = None) -> Session:
+    """Wire loaders, models and optimisers for a run (normalisers fitted unless given).
+
+    Distributed: every rank gets a disjoint share of each epoch's (seeded) training order and the
+    networks are wrapped in DistributedDataParallel; ``training.batch_size`` is per process.
+    """
+    dist = dist or DistInfo(device=device)
     normalizers = normalizers or fit_normalizers(train, cfg.data.normalization)
     loader_cfg, batch = cfg.data.loader, cfg.training.batch_size
-    train_loader = make_train_loader(train, normalizers, loader_cfg, batch, seed=cfg.training.seed)
+    train_loader = make_train_loader(train, normalizers, loader_cfg, batch, seed=cfg.training.seed,
+                                     rank=dist.rank, world_size=dist.world_size)
     val_loader = make_eval_loader(val, normalizers, loader_cfg, batch)
     static = static_hr(train, normalizers.static)
     geometry = model_geometry(train, static is not None)
@@ -120,11 +130,15 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
     if precision == "fp16":
         scalers = {name: torch.amp.GradScaler(device.type) for name in optimizers}
     schedulers = {name: build_scheduler(opt, cfg.training.schedule) for name, opt in optimizers.items()}
+    trainables = {"g": wrap_ddp(bundle.generator, dist)}
+    if bundle.discriminator is not None:
+        trainables["d"] = wrap_ddp(bundle.discriminator, dist)
     return Session(
         cfg=cfg, run_dir=run_dir, device=device, bundle=bundle, normalizers=normalizers,
         train_loader=train_loader, val_loader=val_loader, val_data=val,
-        static_hr=None if static is None else static.to(device), geometry=geometry, settings=settings, optimizers=optimizers,
-        schedulers=schedulers, scalers=scalers, logger=logger,
+        static_hr=None if static is None else static.to(device), geometry=geometry, settings=settings,
+        optimizers=optimizers, schedulers=schedulers, scalers=scalers, logger=logger, dist=dist,
+        trainables=trainables,
     )
 
 

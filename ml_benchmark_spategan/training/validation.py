@@ -9,7 +9,8 @@ Each validation day gets ``training.val_members`` generator members. Which predi
   ``val/bias_q95``, ``val/bias_q98`` (spatial mean of |bias| of the per-point index — the benchmark's
   reduction), ``val/std_ratio`` (spatial mean of std_pred / std_true over time), ``val/ralsd``
   (the benchmark's RALSD in dB², time-mean spectra);
-* all members: ``val/crps`` (fair CRPS, mean over cells and days), ``val/spread_skill``.
+* all members: ``val/crps`` (fair CRPS, mean over cells and days; the standard estimator, i.e. the MAE,
+  with one member), ``val/spread_skill``.
 
 Masked (invalid) target cells are NaN in physical space and skipped by every score.
 """
@@ -67,7 +68,7 @@ def _collect(session: Session, members: int, sample_day: int) -> _Collected:
     n_days = session.val_data.target.sizes["time"]
     shape = (n_days, *session.geometry["out_shape"])
     truth, mean, member0 = (np.full(shape, np.nan, np.float32) for _ in range(3))
-    crps, moments = streaming.CRPS(fair=True), streaming.Moments()
+    crps, moments = streaming.CRPS(fair=members > 1), streaming.Moments()  # fair CRPS needs 2+ members
     spread_sq, n_spread, loss_sums, n_batches, sample = 0.0, 0, {"val/loss_l1": 0.0, "val/loss_mse": 0.0}, 0, None
     for batch, samples, phys, y in _predict_batches(session, members):
         idx = batch["time_index"].cpu().numpy()
