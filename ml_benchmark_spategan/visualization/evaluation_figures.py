@@ -1,0 +1,96 @@
+"""Figure builders of the evaluation and comparison command-line tools; each returns a ``Figure``.
+
+They arrange the curve functions of :mod:`.curves` (which do the drawing) on new figures; maps use
+:func:`.figures.sample_figure` and :func:`.figures.diagnostics_figure` directly. No science here: every
+input is already computed. Figures are ``matplotlib.figure.Figure`` objects (Agg, no pyplot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ml_benchmark_spategan.cordex import TARGET_UNITS
+from ml_benchmark_spategan.visualization.curves import (
+    plot_bars,
+    plot_histogram,
+    plot_psd,
+    plot_qq,
+    plot_rank_histogram,
+    plot_spread_skill,
+)
+
+
+def _figure(ncols: int = 1, width: float = 5.5, height: float = 4.2) -> Figure:
+    return Figure(figsize=(width * ncols, height), layout="constrained")
+
+
+def psd_figure(curves: Mapping[str, tuple], var: str, title: str = "",
+               xlabel: str = "wavenumber (cycles/km)") -> Figure:
+    """Log-log power spectra, ``curves[label] = (wavenumber (n,), power (n,))``."""
+    fig = _figure()
+    ax = plot_psd(fig.add_subplot(1, 1, 1), curves, xlabel=xlabel, ylabel=f"power ({var})")
+    ax.set_title(title or f"{var} radially averaged power spectrum", fontsize=10)
+    return fig
+
+
+def histogram_bins(values: np.ndarray, var: str, n_bins: int = 60) -> np.ndarray:
+    """Shared histogram bin edges over the finite ``values``: from 0 for pr, from the minimum otherwise."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    lo = 0.0 if var == "pr" else lo
+    return np.linspace(lo, hi if hi > lo else lo + 1.0, n_bins + 1)
+
+
+def distribution_figure(values_by_label: Mapping[str, np.ndarray], bins: np.ndarray, quantiles_true: Sequence[float],
+                        quantiles_by_label: Mapping[str, Sequence[float]], var: str) -> Figure:
+    """Value histograms (density, log y for pr) and a QQ plot (log axes for pr) side by side."""
+    units, log = TARGET_UNITS.get(var, ""), var == "pr"
+    fig = _figure(2)
+    ax = plot_histogram(fig.add_subplot(1, 2, 1), values_by_label, bins, log=log, xlabel=f"{var} ({units})")
+    ax.set_title(f"{var} value distribution", fontsize=10)
+    ax = plot_qq(fig.add_subplot(1, 2, 2), quantiles_true, quantiles_by_label, log=log, units=units)
+    ax.set_title(f"{var} quantile-quantile", fontsize=10)
+    return fig
+
+
+def qq_figure(quantiles_true: Sequence[float], quantiles_by_label: Mapping[str, Sequence[float]], var: str,
+              title: str = "") -> Figure:
+    """One QQ panel (log axes for pr), e.g. several runs against the same truth."""
+    fig = _figure()
+    ax = plot_qq(fig.add_subplot(1, 1, 1), quantiles_true, quantiles_by_label, log=var == "pr",
+                 units=TARGET_UNITS.get(var, ""))
+    ax.set_title(title or f"{var} quantile-quantile", fontsize=10)
+    return fig
+
+
+def rank_histogram_figure(counts: Sequence[int], title: str = "rank histogram") -> Figure:
+    """Rank histogram of ``counts (m + 1,)`` as relative frequencies."""
+    fig = _figure(height=3.8)
+    plot_rank_histogram(fig.add_subplot(1, 1, 1), counts, title=title)
+    return fig
+
+
+def spread_skill_figure(spread: Sequence[float], rmse: Sequence[float], var: str, label: str = "",
+                        ratio: float | None = None) -> Figure:
+    """Binned ensemble spread against the RMSE of the ensemble mean, with the 1:1 line."""
+    fig = _figure(height=4.5, width=4.8)
+    ax = plot_spread_skill(fig.add_subplot(1, 1, 1), spread, rmse, label=label)
+    units = TARGET_UNITS.get(var, "")
+    ax.set_xlabel(f"ensemble spread ({units})")
+    ax.set_ylabel(f"RMSE of ensemble mean ({units})")
+    suffix = f" (spread/skill = {ratio:.3g})" if ratio is not None else ""
+    ax.set_title(f"{var} spread-skill{suffix}", fontsize=10)
+    return fig
+
+
+def bars_figure(values_by_label: Mapping[str, Mapping[str, float]], ylabel: str = "", title: str = "") -> Figure:
+    """Grouped bars (one group per score, one bar per label, e.g. run)."""
+    n_scores = len({name for values in values_by_label.values() for name in values})
+    fig = _figure(width=max(5.5, 0.9 * n_scores * max(len(values_by_label), 1) ** 0.5))
+    ax = plot_bars(fig.add_subplot(1, 1, 1), values_by_label, ylabel=ylabel)
+    ax.set_title(title, fontsize=10)
+    return fig
