@@ -50,7 +50,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    # Static shapes: let cuDNN pick the fastest convolution algorithms unless bitwise reproducibility is asked for.
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def _resume_state(cfg: Config, run_dir, resume) -> tuple[Path | None, dict | None]:

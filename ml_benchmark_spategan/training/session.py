@@ -120,6 +120,10 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
     train_loader = make_train_loader(train, normalizers, loader_cfg, batch, seed=cfg.training.seed,
                                      rank=dist.rank, world_size=dist.world_size)
     val_loader = make_eval_loader(val, normalizers, loader_cfg, batch)
+    if device.type == "cuda":  # in-memory splits live on the GPU: shuffling and batching happen there
+        for loader in (train_loader, val_loader):
+            if loader.mode == "memory":
+                loader.to(device)
     static = static_hr(train, normalizers.static)
     geometry = model_geometry(train, static is not None)
     bundle = build_models(cfg, geometry, device)
