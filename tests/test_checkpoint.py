@@ -74,3 +74,29 @@ def test_rng_state_round_trip():
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     restore_rng_state(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_kill_9_during_a_write_keeps_the_previous_checkpoint(tmp_path):
+    """A process killed (SIGKILL) while it writes last.pt leaves the previous last.pt loadable and unchanged."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = save_checkpoint(tmp_path / "last.pt", _state(1.0))
+    writer = (
+        "import torch, sys\n"
+        "from ml_benchmark_spategan.training.checkpoint import save_checkpoint\n"
+        "big = {'weights': {'w': torch.zeros(64_000_000)}}\n"  # 256 MB: the write takes a while
+        "while True:\n"
+        "    save_checkpoint(sys.argv[1], big)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(path)])
+    tmp = tmp_path / "last.pt.tmp"
+    deadline = time.monotonic() + 120
+    while not (tmp.exists() and tmp.stat().st_size > 1_000_000) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert tmp.exists(), "the writer was not caught in the middle of a write"
+    assert torch.equal(load_checkpoint(path)["weights"]["w"], torch.full((3,), 1.0))
