@@ -19,7 +19,7 @@ from ml_benchmark_spategan.config.schema import Config
 from ml_benchmark_spategan.dataloader.normalization import Normalizers
 from ml_benchmark_spategan.dataloader.torch_bridge import TorchNormalizer
 from ml_benchmark_spategan.model.registry import ModelBundle
-from ml_benchmark_spategan.training.checkpoint import CheckpointError, check_compatible, load_checkpoint
+from ml_benchmark_spategan.training.checkpoint import CheckpointError, load_checkpoint
 from ml_benchmark_spategan.training.session import build_models
 
 
@@ -57,7 +57,6 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
         path = checkpoint_path(run_dir, "last")  # a run whose metric never improved has no best.pt
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"])
-    check_compatible(state, state["config"], path)
     device = torch.device(device)
     bundle = build_models(cfg, state["geometry"], device)
     bundle.generator.load_state_dict(state["generator"])

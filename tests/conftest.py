@@ -4,7 +4,6 @@ synthetic generator exists, session-scoped CORDEX-layout domains (2 years each).
 from __future__ import annotations
 
 import os
-
 from collections.abc import Sequence
 from pathlib import Path
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import daily_times, predictor_dataset, target_dataset, write
+
 from ml_benchmark_spategan.cordex import PREDICTOR_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
