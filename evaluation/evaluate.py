@@ -174,14 +174,14 @@ def _test_split(run: LoadedRun, data_cfg, period: str, kind: str, gcm: str | Non
     if gcm not in spec.gcms:
         raise ValueError(f"--gcm {gcm!r}: domain {spec.name} has test GCMs {list(spec.gcms)}")
     root, chunk, var = data_cfg.root, data_cfg.loader.chunk_days, data_cfg.target_variable
-    predictors = open_predictors(cordex.test_predictor_path(root, spec.name, period, kind, gcm),
-                                 run.geometry["predictor_names"], chunk)
+    predictor_file = cordex.test_predictor_path(root, spec.name, period, kind, gcm)
+    predictors = open_predictors(predictor_file, run.geometry["predictor_names"], chunk)
     grid = open_target(cordex.train_target_path(root, spec.name, data_cfg.experiment), var, chunk, spec.target_dims)
     truth_file = cordex.truth_path(root, spec.name, period, gcm)
     truth = open_target(truth_file, var, chunk, spec.target_dims) if truth_file.is_file() else None
     if truth is not None:
         check_same_grid(truth, grid, f"truth {truth_file} vs the training target")
-        check_same_times(predictors, truth, "test predictors", f"truth {truth_file}")
+        check_same_times(predictors, truth, f"test predictors {predictor_file}", f"truth {truth_file}")
     orography = None
     if run.geometry["static_channels"]:
         orography = open_static(cordex.static_fields_path(root, spec.name, data_cfg.experiment), "orog", grid)

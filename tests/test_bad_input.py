@@ -94,6 +94,9 @@ CONFIG_CASES = {
     "negative learning rate": (["training.optimizer_g.learning_rate=-0.001"], r"must be > 0"),
     "batch size 0": (["training.batch_size=0"], r"training.batch_size: must be >= 1"),
     "bad choice": (["data.domain=EUR"], "ALPS"),
+    # checked by the model builder against the data's predictor names, still before the run folder exists
+    "unknown bilinear predictor": (["model.name=bilinear", "model.bilinear_predictor=t_1000"],
+                                   r"model.bilinear_predictor: predictor 't_1000' not among"),
 }
 
 

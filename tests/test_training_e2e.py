@@ -239,8 +239,12 @@ def _nan_at_step(monkeypatch, bad_step: int):
         out = real_step(session, batch)
         calls["n"] += 1
         if calls["n"] == bad_step:
-            with torch.no_grad():  # a diverged update: NaN weights and a NaN loss
+            with torch.no_grad():  # a diverged update: NaN weights, NaN optimiser moments and a NaN loss
                 next(session.bundle.generator.parameters()).fill_(float("nan"))
+                for opt in session.optimizers.values():
+                    for state in opt.state.values():
+                        for key in ("exp_avg", "exp_avg_sq"):
+                            state[key].fill_(float("nan"))
             out = {**out, "g/loss": torch.tensor(float("nan"))}
         return out
 
@@ -264,8 +268,9 @@ def test_nonfinite_loss_skip_rolls_back(cordex_root, tmp_path, monkeypatch):
     run = train(cfg, run_dir=tmp_path / "run")
     history = json.loads((run / "history.json").read_text())
     assert history[0]["train/skipped_steps"] == 1 and history[0]["train/steps"] == 2
-    best = load_checkpoint(run / "checkpoints" / "best.pt")
-    assert all(torch.isfinite(v).all() for v in best["generator"].values() if v.is_floating_point())
+    for name in ("best.pt", "last.pt"):  # the steps after the skipped one stay finite (moments restored too)
+        state = load_checkpoint(run / "checkpoints" / name)
+        assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
 
 
 def _torchrun(nproc: int, run_dir: Path, sets: list[str], *extra: str) -> subprocess.CompletedProcess:

@@ -299,8 +299,9 @@ class BatchLoader:
             return
         loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, collate_fn=_identity,
                             pin_memory=False)
+        n_batches = len(self)  # computed once: it replays every rank's and worker's block plan
         for k, batch in enumerate(loader):
-            if k >= len(self):
+            if k >= n_batches:
                 break
             yield self._to_device(batch)
 

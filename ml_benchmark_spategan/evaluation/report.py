@@ -200,9 +200,11 @@ def ensemble_scores(truth: xr.DataArray, pred: xr.DataArray, seed: int = 0) -> t
     scores["crps/fair"] = _clean(ensemble.crps(truth, pred, fair=True).mean())
     spread2 = pred.var(MEMBER, ddof=1) * (m + 1) / m
     err2 = (pred.mean(MEMBER) - truth) ** 2
-    scores["spread_skill/ratio"] = _clean(ensemble.spread_skill_ratio(truth, pred))
-    scores["spread_skill/spread"] = _clean(np.sqrt(spread2.mean()))
-    scores["spread_skill/rmse"] = _clean(np.sqrt(err2.mean()))
+    spread, rmse = np.sqrt(spread2.mean()), np.sqrt(err2.mean())
+    with np.errstate(invalid="ignore", divide="ignore"):  # = ensemble.spread_skill_ratio, without recomputing
+        scores["spread_skill/ratio"] = _clean(spread / rmse)
+    scores["spread_skill/spread"] = _clean(spread)
+    scores["spread_skill/rmse"] = _clean(rmse)
     return scores, counts.tolist(), binned_spread_skill(spread2.values, err2.values)
 
 

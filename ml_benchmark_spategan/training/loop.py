@@ -6,6 +6,7 @@ once per epoch, so the step itself never waits for the GPU.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -45,16 +46,27 @@ def _steps_this_epoch(session: Session) -> int:
 
 
 def _snapshot(session: Session) -> dict:
-    """Model and optimiser state to roll back to when a step is skipped for a non-finite loss."""
+    """Model and optimiser state to roll back to when a step is skipped for a non-finite loss.
+
+    The optimiser state is part of it: a NaN gradient poisons Adam's moment estimates, and every later
+    update would then be NaN even with the weights restored.
+    """
     state = {"g": {k: v.clone() for k, v in session.bundle.generator.state_dict().items()}}
     if session.bundle.discriminator is not None:
         state["d"] = {k: v.clone() for k, v in session.bundle.discriminator.state_dict().items()}
+    state["optimizers"] = {name: copy.deepcopy(opt.state_dict()) for name, opt in session.optimizers.items()}
     return state
 
 
 def _nonfinite(stats: dict[str, torch.Tensor]) -> list[str]:
-    """Names of non-finite entries (one host sync for the whole dict)."""
-    keys = list(stats)
+    """Names of non-finite loss entries (one host sync for the whole dict).
+
+    Only losses count: an infinite ``*/grad_norm`` is how an fp16 GradScaler overflow shows (the scaler
+    skips that update and lowers its scale), not a diverged run.
+    """
+    keys = [k for k in stats if k.split("/")[-1].startswith("loss")]
+    if not keys:
+        return []
     flags = torch.stack([torch.as_tensor(stats[k]).float().cpu() for k in keys]).isfinite()
     return [k for k, ok in zip(keys, flags.tolist(), strict=True) if not ok]
 
@@ -72,6 +84,8 @@ def _rollback(session: Session, snapshot: dict, names: list[str]) -> None:
     session.bundle.generator.load_state_dict(snapshot["g"])
     if "d" in snapshot:
         session.bundle.discriminator.load_state_dict(snapshot["d"])
+    for name, opt in session.optimizers.items():
+        opt.load_state_dict(snapshot["optimizers"][name])
 
 
 CHECK_EVERY_STEPS = 20  # in stop mode, look for NaN/Inf in the running sums this often (one sync each time)
@@ -118,8 +132,8 @@ def train_epoch(session: Session, stop: StopFlag | None = None) -> dict[str, flo
         session.global_step += 1
         session.epoch_step = k + 1
         bar.update(1)
-        if not skip_mode and (done % CHECK_EVERY_STEPS == 0 or done == n_steps) and (bad := _nonfinite(sums)):
-            _stop(session, bad)
+        if not skip_mode and (done % CHECK_EVERY_STEPS == 0 or done == n_steps):
+            _check_sums(session, sums)
         if stop is not None and stop_requested(session, stop) and session.epoch_step < n_steps:
             seconds = seconds_before + time.perf_counter() - start
             session.partial = {"sums": {k: v.detach().cpu() for k, v in sums.items()}, "done": done,
@@ -137,6 +151,19 @@ def train_epoch(session: Session, stop: StopFlag | None = None) -> dict[str, flo
     means.update({"train/steps": done, "train/skipped_steps": skipped, "time/epoch_seconds": elapsed,
                   "time/samples_per_second": samples / elapsed if elapsed > 0 else math.nan})
     return means
+
+
+def _check_sums(session: Session, sums: dict[str, torch.Tensor]) -> None:
+    """Stop (on every rank together) when a running sum is NaN/Inf on any rank.
+
+    Called at the same step on every rank; a rank that raised alone would leave the others blocked in
+    their next collective.
+    """
+    bad = _nonfinite(sums)
+    if session.dist.distributed and any_rank(bool(bad), session.dist) and not bad:
+        bad = ["(another rank)"]
+    if bad:
+        _stop(session, bad)
 
 
 def stop_requested(session: Session, stop: StopFlag) -> bool:

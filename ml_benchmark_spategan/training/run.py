@@ -31,8 +31,10 @@ from ml_benchmark_spategan.training.rundir import (
 )
 from ml_benchmark_spategan.training.session import (
     Session,
+    build_models,
     build_session,
     load_session_state,
+    model_geometry,
     normalization_params,
     session_state,
 )
@@ -88,6 +90,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
         raise ConfigError([str(err)]) from err
     data = open_training_data(cfg.data)
     train_data, val_data = split_data(data, cfg.data)
+    _check_model_builds(cfg, train_data)
     folder, state = _resume_state(cfg, run_dir, resume)
     dist = distributed.setup(device)
     stop = StopFlag().install()
@@ -101,6 +104,16 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
         close_logging()
         distributed.cleanup()
     return folder
+
+
+def _check_model_builds(cfg: Config, train_data) -> None:
+    """Build the model once on the CPU so that a setting only the builder can check (e.g. a
+    ``model.bilinear_predictor`` absent from the predictors) fails before the run folder exists."""
+    geometry = model_geometry(train_data, train_data.orography is not None)
+    try:
+        build_models(cfg, geometry, torch.device("cpu"))
+    except ValueError as err:
+        raise ConfigError([str(err)]) from err
 
 
 def _shared_run_dir(cfg: Config, folder, state, resume, dist) -> Path:
