@@ -140,6 +140,8 @@ def test_values_on_the_bounds_are_accepted():
     cfg = load_config(None, ["model.generator.dropout=1", "training.loss.l1_weight=0", "training.batch_size=1", "device=cuda:1"])
     assert (cfg.model.generator.dropout, cfg.training.loss.l1_weight, cfg.training.batch_size) == (1.0, 0.0, 1)
     assert load_config(None, ["logging.best_metric=train/g/loss_adv"]).logging.best_metric == "train/g/loss_adv"
+    with pytest.raises(ConfigError, match=r"logging.best_metric: 'val/rmsee' is not a validation metric; did you mean 'val/rmse'"):
+        load_config(None, ["logging.best_metric=val/rmsee"])
 
 
 @pytest.mark.parametrize(

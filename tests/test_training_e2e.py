@@ -81,6 +81,9 @@ def test_history_and_metrics_have_one_row_per_epoch(gan_run):
                 "time/samples_per_second"):
         assert all(np.isfinite(float(r[key])) for r in rows), key
     assert history[0]["train/steps"] == 3
+    from ml_benchmark_spategan.config.loader import VALIDATION_METRICS
+
+    assert {k for k in history[-1] if k.startswith("val/")} == set(VALIDATION_METRICS)
     assert history[0]["lr/g"] == pytest.approx(1e-6)  # warm-up start
     assert history[1]["lr/g"] == pytest.approx(1e-4)
     log = (gan_run / "training.log").read_text()

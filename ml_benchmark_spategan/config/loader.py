@@ -26,6 +26,9 @@ from ml_benchmark_spategan.config.schema import Config
 
 #: Prefixes of the metric names the training loop logs; ``logging.best_metric`` must start with one.
 BEST_METRIC_PREFIXES = ("val/", "train/")
+#: The validation diagnostics the training loop logs (ml_benchmark_spategan/training/validation.py).
+VALIDATION_METRICS = ("val/rmse", "val/bias_mean", "val/bias_q95", "val/bias_q98", "val/std_ratio", "val/corr",
+                      "val/crps", "val/ralsd", "val/spread_skill", "val/loss_l1", "val/loss_mse")
 _YEAR_FIELDS = frozenset({"data.train_years", "data.val_years"})
 _CHANNEL_FIELDS = frozenset(
     {"model.generator.upsample_channels", "model.generator.working_grid", "model.discriminator.hr_channels", "model.discriminator.lr_channels"}
@@ -276,6 +279,10 @@ def _cross_checks(cfg: Config) -> Problems:
         problems.append(
             ("logging.best_metric", f"must be a logged metric name starting with 'val/' or 'train/', got {cfg.logging.best_metric!r}")
         )
+    elif cfg.logging.best_metric.startswith("val/") and cfg.logging.best_metric not in VALIDATION_METRICS:
+        close = difflib.get_close_matches(cfg.logging.best_metric, VALIDATION_METRICS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; logged: {', '.join(VALIDATION_METRICS)}"
+        problems.append(("logging.best_metric", f"{cfg.logging.best_metric!r} is not a validation metric{hint}"))
     if len(cfg.model.generator.working_grid) not in (0, 2):
         problems.append(
             ("model.generator.working_grid", f"expected [] or [h, w], got {list(cfg.model.generator.working_grid)!r}")

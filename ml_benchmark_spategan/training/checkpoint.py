@@ -20,8 +20,13 @@ FORMAT_VERSION = 1
 # Config entries that must agree between a checkpoint and the run that loads it.
 COMPATIBILITY_KEYS = (
     "data.domain",
+    "data.experiment",
     "data.target_variable",
     "data.source",
+    "data.files.predictor_files",
+    "data.files.predictor_variables",
+    "data.files.target_file",
+    "data.files.target_variable",
     "data.use_orography",
     "model.name",
     "model.generator",
