@@ -71,8 +71,9 @@ def run_facts(run_dir: str | Path) -> dict:
     if not (run_dir / "config.yaml").is_file():
         raise CompareError(f"run folder {run_dir} does not exist or has no config.yaml")
     data = load_config(run_dir / "config.yaml").data
-    return {"run_dir": str(run_dir), "data_source": data.source, "domain": data.domain if data.source == "cordex" else None,
-            "variable": data.target_variable}
+    # Bring-your-own runs are comparable only on the same target file (their "domain").
+    domain = data.domain if data.source == "cordex" else data.files.target_file
+    return {"run_dir": str(run_dir), "data_source": data.source, "domain": domain, "variable": data.target_variable}
 
 
 def run_label_for(run_dir: Path, args: argparse.Namespace) -> str:
