@@ -98,8 +98,3 @@ def _build_bilinear(cfg, in_channels, in_shape, out_shape, static_channels, pred
     channel = bilinear_channel(cfg.bilinear_predictor, predictor_names, target_variable)
     return ModelBundle(BilinearBaseline(channel, in_shape, out_shape), None, "fixed")
 
-
-def check_model_name(name: str) -> None:
-    """Raise ``ValueError`` naming ``model.name`` and the registered models unless ``name`` is registered."""
-    if name not in MODELS:
-        raise ValueError(f"model.name: unknown model {name!r}; registered models: {sorted(MODELS)}")

@@ -6,7 +6,6 @@ device), then creates the folder and runs epochs: train -> validate -> plot -> c
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from ml_benchmark_spategan.config.schema import Config
 from ml_benchmark_spategan.dataloader.normalization import Normalizers
 from ml_benchmark_spategan.dataloader.reader import open_training_data
 from ml_benchmark_spategan.dataloader.split import split_data
-from ml_benchmark_spategan.model.registry import check_model_name
 from ml_benchmark_spategan.training import artifacts, distributed
 from ml_benchmark_spategan.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from ml_benchmark_spategan.training.history import write_history
@@ -84,10 +82,6 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
     run folder is created or changed. Under torchrun/srun every process runs this; rank 0 alone writes.
     """
     device = resolve_device(cfg.device, cfg.on_missing_gpu)
-    try:
-        check_model_name(cfg.model.name)
-    except ValueError as err:
-        raise ConfigError([str(err)]) from err
     data = open_training_data(cfg.data)
     train_data, val_data = split_data(data, cfg.data)
     _check_model_builds(cfg, train_data)
@@ -274,5 +268,3 @@ def _save_final(session: Session) -> None:
         save_checkpoint(folder / "final_discriminator.pt",
                         {**common, "discriminator": session.bundle.discriminator.state_dict()})
 
-
-logging.getLogger(__name__).addHandler(logging.NullHandler())

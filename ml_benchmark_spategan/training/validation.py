@@ -69,7 +69,7 @@ def _collect(session: Session, members: int, sample_day: int) -> _Collected:
     shape = (n_days, *session.geometry["out_shape"])
     truth, mean, member0 = (np.full(shape, np.nan, np.float32) for _ in range(3))
     crps, moments = streaming.CRPS(fair=members > 1), streaming.Moments()  # fair CRPS needs 2+ members
-    spread_sq, n_spread, loss_sums, n_batches, sample = 0.0, 0, {"val/loss_l1": 0.0, "val/loss_mse": 0.0}, 0, None
+    spread_sq, n_spread, loss_sums, n_cells, sample = 0.0, 0, {"val/loss_l1": 0.0, "val/loss_mse": 0.0}, 0, None
     for batch, samples, phys, y in _predict_batches(session, members):
         idx = batch["time_index"].cpu().numpy()
         truth[idx], mean[idx], member0[idx] = y, phys.mean(1), phys[:, 0]
@@ -79,13 +79,14 @@ def _collect(session: Session, members: int, sample_day: int) -> _Collected:
             var = np.nanmean(phys.var(1, ddof=1), axis=(1, 2))
             spread_sq, n_spread = spread_sq + float(np.nansum(var)), n_spread + int(np.isfinite(var).sum())
         ens_mean = samples.mean(1, keepdim=True)
-        loss_sums["val/loss_l1"] += float(masked_l1(ens_mean, batch["y_hr"], batch["mask"]))
-        loss_sums["val/loss_mse"] += float(masked_mse(ens_mean, batch["y_hr"], batch["mask"]))
-        n_batches += 1
+        valid = int(batch["mask"].sum())  # weight each batch's masked mean by its valid cells
+        loss_sums["val/loss_l1"] += float(masked_l1(ens_mean, batch["y_hr"], batch["mask"])) * valid
+        loss_sums["val/loss_mse"] += float(masked_mse(ens_mean, batch["y_hr"], batch["mask"])) * valid
+        n_cells += valid
         if sample is None and sample_day in idx:
             j = int(np.flatnonzero(idx == sample_day)[0])
             sample = {"day": sample_day, "time": batch["time"][j], "members": phys[j], "target": y[j]}
-    losses = {k: v / max(n_batches, 1) for k, v in loss_sums.items()}
+    losses = {k: v / max(n_cells, 1) for k, v in loss_sums.items()}
     spread = spread_sq / n_spread if n_spread else float("nan")
     return _Collected(truth, mean, member0, crps, moments, spread, losses, sample)
 
