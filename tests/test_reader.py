@@ -66,7 +66,7 @@ def test_byo_any_dim_names_multi_file_glob_and_orography(tmp_path):
     assert data.predictors.dims == ("time", "channel", "rlat", "rlon") and data.n_days == 40
     assert data.spatial_dims == ("south_north", "west_east") and data.domain == "files"
     np.testing.assert_array_equal(data.orography.values, orog["orog"].values)
-    assert data.origin.file_lengths == (20, 20)
+    assert all(s.file_lengths == (20, 20) for s in data.origin.sources)
 
 
 def test_byo_gappy_winter_only_and_noleap_calendar(tmp_path):

@@ -29,7 +29,7 @@ BEST_METRIC_PREFIXES = ("val/", "train/")
 #: The validation diagnostics the training loop logs (ml_benchmark_spategan/training/validation.py).
 VALIDATION_METRICS = ("val/rmse", "val/bias_mean", "val/bias_q95", "val/bias_q98", "val/std_ratio", "val/corr",
                       "val/crps", "val/ralsd", "val/spread_skill", "val/loss_l1", "val/loss_mse")
-_YEAR_FIELDS = frozenset({"data.train_years", "data.val_years"})
+_YEAR_FIELDS = frozenset({"data.train_years", "data.val_years", "data.test_years"})
 _CHANNEL_FIELDS = frozenset(
     {"model.generator.upsample_channels", "model.generator.working_grid", "model.discriminator.hr_channels", "model.discriminator.lr_channels"}
 )
@@ -39,6 +39,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _EXTRA_RULES = {
     "data.train_years": "each 'YYYY' or 'YYYY-YYYY' (start <= end)",
     "data.val_years": "each 'YYYY' or 'YYYY-YYYY' (start <= end)",
+    "data.test_years": "each 'YYYY' or 'YYYY-YYYY' (start <= end); disjoint from train and validation years",
     "model.generator.upsample_channels": "each >= 1",
     "model.generator.working_grid": "empty or 2 entries (h, w), each >= 1",
     "model.discriminator.hr_channels": "each >= 1",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ml_benchmark_spategan.variables import KIND_CHOICES
+
 
 def _f(default, doc, *, choices=None, min=None, max=None, min_exclusive=False, factory=False):
     """A dataclass field with its description and validation rules."""
@@ -32,7 +34,7 @@ NORMALIZATION_METHODS = ("standardize_pointwise", "standardize_global", "minmax_
 @dataclass(frozen=True)
 class NormalizationConfig:
     predictors: str = _f("standardize_pointwise", "predictor transform (per-grid-point standardisation is the benchmark reference)", choices=NORMALIZATION_METHODS)
-    target: str = _f("auto", "target transform; auto = log1p_standardize for pr, standardize_global for tasmax", choices=("auto",) + NORMALIZATION_METHODS)
+    target: str = _f("auto", "target transform; auto = by the target's kind: log1p_standardize (of the value in mm/day) for precipitation, standardize_global otherwise", choices=("auto",) + NORMALIZATION_METHODS)
     min_std: float = _f(1e-6, "guard: standard deviations (and min-max ranges) below this are replaced by 1", min=0.0)
 
 
@@ -40,10 +42,12 @@ class NormalizationConfig:
 class FilesConfig:
     """Bring-your-own data (used when ``data.source: files``)."""
 
-    predictor_files: tuple[str, ...] = _f((), "NetCDF file(s) or glob patterns holding the predictors (merged along time)")
+    predictor_files: tuple[str, ...] = _f((), "NetCDF file(s) or glob patterns holding the predictors, combined by variable and time (e.g. one file per variable and year)")
     predictor_variables: tuple[str, ...] = _f((), "predictor variable names in channel order; empty = the 15 CORDEX ML-Bench names")
+    predictor_grid: str = _f("", "predictor variable whose grid all predictors are interpolated onto (bilinear) when their grids differ; empty = the first variable's")
     target_file: str = _f("", "NetCDF file holding the target")
-    target_variable: str = _f("", "target variable name in target_file; empty = data.target_variable")
+    target_variable: str = _f("", "target variable name in target_file (any name); empty = data.target_variable")
+    target_units: str = _f("", "units of the target when the file has no units attribute (or a wrong one); empty = the file's units")
     orography_file: str = _f("", "optional NetCDF file with a static covariate on the target grid")
     orography_variable: str = _f("orog", "variable name of the static covariate")
 
@@ -64,9 +68,11 @@ class DataConfig:
     root: str = _f("data/cordex", "folder that contains <DOMAIN>_domain/ (the extracted benchmark zip or the synthetic domain)")
     domain: str = _f("ALPS", "CORDEX ML-Bench domain", choices=("ALPS", "NZ", "SA"))
     experiment: str = _f("ESD_pseudo_reality", "training experiment", choices=("ESD_pseudo_reality", "Emulator_hist_future"))
-    target_variable: str = _f("pr", "variable to downscale", choices=("pr", "tasmax"))
+    target_variable: str = _f("pr", "CORDEX variable to downscale (bring-your-own files name theirs in data.files.target_variable)", choices=("pr", "tasmax"))
+    target_kind: str = _f("auto", "kind of the target: picks normalisation, non-negativity, indices and the bilinear predictor; auto = from CF standard_name, units, then name", choices=KIND_CHOICES)
     train_years: tuple[str, ...] = _f((), "training years as 'YYYY' or 'YYYY-YYYY' ranges; empty = experiment default (ESD 1961-1974; Emulator 1961-1980 + 2080-2089)")
     val_years: tuple[str, ...] = _f((), "validation years; empty = experiment default (ESD 1975-1980; Emulator 2090-2099)")
+    test_years: tuple[str, ...] = _f((), "test years held out of training and validation (evaluate.py --split test for files, --split test_years for either source); empty = none")
     use_orography: bool = _f(True, "add the static orography (Static_fields.nc: orog) as an input covariate")
     normalization: NormalizationConfig = _f(NormalizationConfig, "normalisation per role", factory=True)
     loader: LoaderConfig = _f(LoaderConfig, "data loading", factory=True)
@@ -79,7 +85,7 @@ class GeneratorConfig:
     n_coarse_blocks: int = _f(4, "residual blocks of the U-shaped coarse-resolution trunk", min=1)
     upsample_channels: tuple[int, ...] = _f((96, 64, 32), "channels after each ×2 upsampling stage (one entry per stage)")
     dropout: float = _f(0.2, "dropout probability; stays active when sampling ensemble members", min=0.0, max=1.0)
-    working_grid: tuple[int, ...] = _f((), "coarse working grid (h, w) for bring-your-own data; empty = target shape / 2**stages")
+    working_grid: tuple[int, ...] = _f((), "coarse working grid (h, w); empty = ceil(target shape / 2**stages), but never coarser than the predictor grid")
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ class ModelConfig:
     name: str = _f("spagan", "model from the registry", choices=("spagan", "deepesd", "bilinear"))
     generator: GeneratorConfig = _f(GeneratorConfig, "SpaGAN generator", factory=True)
     discriminator: DiscriminatorConfig = _f(DiscriminatorConfig, "SpaGAN discriminator", factory=True)
-    bilinear_predictor: str = _f("auto", "predictor interpolated by the bilinear baseline; auto = t_850 for tasmax, q_850 for pr")
+    bilinear_predictor: str = _f("auto", "predictor interpolated by the bilinear baseline; auto = the predictor of the target's kind (t_850 for tasmax), none = the target's own training climatology")
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,11 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    num_threads: int = _f(0, "CPU threads of torch (and dask) in training, evaluation and benchmarks; 0 = auto: OMP_NUM_THREADS, else SLURM_CPUS_PER_TASK, else the CPUs this process may use", min=0)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     root: str = _f("runs", "folder in which run folders YYYYMMDD_HHMMSS_<id>/ are created")
     name: str = _f("", "optional suffix appended to the run folder name")
@@ -167,5 +178,6 @@ class Config:
     training: TrainingConfig = _f(TrainingConfig, "optimisation", factory=True)
     logging: LoggingConfig = _f(LoggingConfig, "plots, diagnostics and checkpoints", factory=True)
     run: RunConfig = _f(RunConfig, "run folder", factory=True)
+    runtime: RuntimeConfig = _f(RuntimeConfig, "CPU threads", factory=True)
     device: str = _f("auto", "auto = CUDA if available else CPU; or cpu, cuda, cuda:N")
     on_missing_gpu: str = _f("fallback", "when CUDA is requested but absent: fall back to CPU with a warning, or fail", choices=("fallback", "error"))

@@ -17,10 +17,10 @@ from ml_benchmark_spategan.dataloader.reader import (
     open_predictors,
     open_training_data,
 )
-from ml_benchmark_spategan.dataloader.split import parse_years, select_years, split_data
+from ml_benchmark_spategan.dataloader.split import held_out_split, parse_years, select_years, split_data
 
 __all__ = [
     "DataError", "DataOrigin", "DomainData", "Normalizer", "Normalizers", "check_same_grid", "check_same_times",
     "fit_normalizer", "fit_normalizers", "open_predictors", "open_training_data", "parse_years",
-    "resolve_method", "select_years", "split_data",
+    "held_out_split", "resolve_method", "select_years", "split_data",
 ]

@@ -26,13 +26,15 @@ def _runs(positions: np.ndarray) -> list[slice]:
 
 
 class BlockReader:
-    """Reads days (by file position) of predictors and target; open lazily, close explicitly."""
+    """Reads days (by position on the common time axis) of predictors and target; open lazily, close
+    explicitly. Each predictor channel is read from its own files (:class:`~.predictors.PredictorSource`)
+    and regridded with the same function as the lazy path, so both give identical values."""
 
     def __init__(self, origin: DataOrigin):
         self.origin = origin
-        self._pred: list[xr.Dataset] | None = None
+        self._files: dict[str, xr.Dataset] | None = None
         self._target: xr.Dataset | None = None
-        self._offsets = np.concatenate([[0], np.cumsum(origin.file_lengths)])
+        self._offsets = [np.concatenate([[0], np.cumsum(s.file_lengths)]) for s in origin.sources]
 
     def _open(self) -> None:
         def load(path):
@@ -41,18 +43,18 @@ class BlockReader:
             except (OSError, ValueError, RuntimeError) as err:
                 raise DataError(f"{path}: cannot read the file as NetCDF ({type(err).__name__}: {err})") from err
 
-        self._pred = [load(p) for p in self.origin.predictor_files]
+        self._files = {path: load(path) for path in self.origin.predictor_files}
         self._target = load(self.origin.target_file)
 
     def close(self) -> None:
-        for ds in (self._pred or []) + ([self._target] if self._target is not None else []):
+        for ds in list((self._files or {}).values()) + ([self._target] if self._target is not None else []):
             ds.close()
-        self._pred, self._target = None, None
+        self._files, self._target = None, None
 
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Days at ``positions`` (int, strictly increasing) -> (x (n, C, h, w), y (n, H, W)), float32,
         raw units; invalid target cells stay NaN."""
-        if self._pred is None:
+        if self._files is None:
             self._open()
         positions = np.asarray(positions, dtype=np.int64)
         x = np.concatenate([self._read_predictors(s) for s in _runs(positions)], axis=0)
@@ -60,18 +62,22 @@ class BlockReader:
         return x, y
 
     def _read_predictors(self, sl: slice) -> np.ndarray:
+        channels = [self._read_source(source, offsets, sl)
+                    for source, offsets in zip(self.origin.sources, self._offsets, strict=True)]
+        return np.stack(channels, axis=1)
+
+    def _read_source(self, source, offsets: np.ndarray, sl: slice) -> np.ndarray:
         parts = []
-        for k, ds in enumerate(self._pred):
-            lo, hi = max(sl.start, self._offsets[k]), min(sl.stop, self._offsets[k + 1])
+        for k, path in enumerate(source.files):
+            lo, hi = max(sl.start, offsets[k]), min(sl.stop, offsets[k + 1])
             if lo >= hi:
                 continue
-            local = slice(int(lo - self._offsets[k]), int(hi - self._offsets[k]))
-            dims = ("time", *self.origin.predictor_dims)
+            index = {"time": slice(int(lo - offsets[k]), int(hi - offsets[k])), **{d: 0 for d in source.squeeze}}
             # Variable-level isel: the same lazy backend read without DataArray index bookkeeping.
-            parts.append(np.stack(
-                [np.asarray(ds.variables[v].isel(time=local).transpose(*dims).values, dtype=np.float32)
-                 for v in self.origin.variables], axis=1))
-        return np.concatenate(parts, axis=0)
+            var = self._files[path].variables[source.variable].isel(index)
+            parts.append(np.asarray(var.transpose("time", *source.dims).values, dtype=np.float32))
+        values = np.concatenate(parts, axis=0)
+        return values if source.regrid is None else source.regrid.apply(values)
 
     def _read_target(self, sl: slice) -> np.ndarray:
         var = self._target.variables[self.origin.target_variable].isel(time=sl)

@@ -70,7 +70,8 @@ def select_years(data: DomainData, years: Iterable[int]) -> DomainData:
 
 
 def split_years(cfg: DataConfig) -> tuple[set[int], set[int]]:
-    """(train years, validation years) from ``cfg`` or the experiment's default split."""
+    """(train years, validation years) from ``cfg`` or the experiment's default split; ``data.test_years``
+    must not overlap either."""
     default = DEFAULT_SPLITS[cfg.experiment]
     if cfg.source == "files" and not (cfg.train_years and cfg.val_years):
         raise DataError("data.source is 'files': set data.train_years and data.val_years explicitly "
@@ -80,6 +81,12 @@ def split_years(cfg: DataConfig) -> tuple[set[int], set[int]]:
     overlap = train & val
     if overlap:
         raise DataError(f"data.train_years and data.val_years overlap in {format_years(overlap)}")
+    test = parse_years(cfg.test_years)
+    for name, years in (("data.train_years", train), ("data.val_years", val)):
+        if test & years:
+            default_note = "" if getattr(cfg, name.split(".")[1]) else " (the experiment's default; set it explicitly)"
+            raise DataError(f"data.test_years and {name}{default_note} overlap in {format_years(test & years)}: "
+                            "test years must be held out of training and validation")
     return train, val
 
 
@@ -96,3 +103,15 @@ def split_data(data: DomainData, cfg: DataConfig) -> tuple[DomainData, DomainDat
     except DataError as err:
         raise DataError(f"validation split (data.val_years): {err}") from None
     return train, val
+
+
+def held_out_split(data: DomainData, cfg: DataConfig) -> DomainData:
+    """The held-out ``data.test_years`` of ``data`` (checked disjoint from training and validation years)."""
+    if not cfg.test_years:
+        raise DataError("data.test_years is empty: this run holds out no test years (set data.test_years "
+                        "when training to score a test split of the training files)")
+    split_years(cfg)
+    try:
+        return select_years(data, parse_years(cfg.test_years))
+    except DataError as err:
+        raise DataError(f"test split (data.test_years): {err}") from None

@@ -8,6 +8,7 @@ Batches are dicts:
 * ``mask``: bool (B, 1, H, W), True where the target is finite on that day (per sample; a cell NaN on
   some days only is masked on those days);
 * ``time_index``: int64 (B,) position of each day in the split;
+* ``doy``: int64 (B,) day of the year of each day (1..366, of the data's calendar);
 * ``time``: numpy array (B,) of the time stamps (datetime64 or cftime objects).
 
 Two paths give identical samples (both read with :class:`~.blocks.BlockReader` and normalise with
@@ -33,6 +34,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+import xarray as xr
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ml_benchmark_spategan.config.schema import LoaderConfig
@@ -46,6 +48,8 @@ class TorchNormalizer:
 
     def __init__(self, params: dict, device: str | torch.device = "cpu"):
         self.log1p = bool(params["log1p"])
+        self.log1p_scale = float(params.get("log1p_scale", 1.0))
+        self.nonnegative = bool(params.get("nonnegative", self.log1p))
         self.shift = torch.as_tensor(params["shift"], dtype=torch.float32, device=device)
         self.scale = torch.as_tensor(params["scale"], dtype=torch.float32, device=device)
 
@@ -58,12 +62,14 @@ class TorchNormalizer:
         return self
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.log1p(x) if self.log1p else x
+        x = torch.log1p(x * self.log1p_scale) if self.log1p else x
         return (x - self.shift) / self.scale
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         x = y * self.scale + self.shift
-        return torch.expm1(x).clamp_min(0.0) if self.log1p else x
+        if self.log1p:
+            x = torch.expm1(x) / self.log1p_scale if self.log1p_scale != 1.0 else torch.expm1(x)
+        return x.clamp_min(0.0) if self.nonnegative else x
 
 
 def normalise_block(x: np.ndarray, y: np.ndarray, px: dict, py: dict) -> tuple[np.ndarray, ...]:
@@ -75,8 +81,13 @@ def normalise_block(x: np.ndarray, y: np.ndarray, px: dict, py: dict) -> tuple[n
     return np.ascontiguousarray(x_lr), y_hr, mask
 
 
-def _batch(x, y, m, idx, times) -> dict:
-    return {"x_lr": x, "y_hr": y, "mask": m, "time_index": idx, "time": times}
+def _batch(x, y, m, idx, times, doy) -> dict:
+    return {"x_lr": x, "y_hr": y, "mask": m, "time_index": idx, "doy": doy, "time": times}
+
+
+def day_of_year(times: np.ndarray) -> np.ndarray:
+    """Day of the year (1..366) of datetime64 or cftime stamps, int64 (B,)."""
+    return np.asarray(xr.DataArray(np.asarray(times), dims="time").dt.dayofyear.values, dtype=np.int64)
 
 
 def _identity(item):
@@ -101,6 +112,7 @@ class InMemorySplit:
         self.y = torch.from_numpy(np.concatenate(ys))
         self.mask = torch.from_numpy(np.concatenate(ms))
         self.times = times
+        self.doy = torch.from_numpy(day_of_year(times))
 
     def to(self, device) -> InMemorySplit:
         self.x, self.y, self.mask = self.x.to(device), self.y.to(device), self.mask.to(device)
@@ -114,7 +126,8 @@ class InMemorySplit:
             take = (torch.from_numpy(np.take(t.numpy(), rows, axis=0)) for t in (self.x, self.y, self.mask))
         else:
             take = (t.index_select(0, idx) for t in (self.x, self.y, self.mask))
-        return _batch(*take, idx, self.times[idx.cpu().numpy()])
+        rows = idx.cpu()
+        return _batch(*take, idx, self.times[rows.numpy()], self.doy.index_select(0, rows).to(idx.device))
 
 
 # --- streaming -------------------------------------------------------------------------------------
@@ -137,6 +150,7 @@ class StreamingDataset(IterableDataset):
         self.seed, self.rank, self.world_size, self.drop_last = seed, rank, world_size, drop_last
         self.shuffle, self.mix_blocks, self.epoch = shuffle, mix_blocks, 0
         self.blocks = split_blocks(origin.positions, block_days)
+        self.doy = day_of_year(times)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -186,7 +200,7 @@ class StreamingDataset(IterableDataset):
         """Samples ``idx`` of the split as a dict of numpy arrays (converted to tensors per batch)."""
         x, y = reader.read(self.origin.positions[idx])
         x, y, m = normalise_block(x, y, self.px, self.py)
-        return _batch(x, y, m, idx.astype(np.int64), self.times[idx])
+        return _batch(x, y, m, idx.astype(np.int64), self.times[idx], self.doy[idx])
 
     def _train_batches(self, reader: BlockReader, worker: int, num_workers: int) -> Iterator[dict]:
         ids = self.worker_blocks(self.rank, worker, num_workers)
