@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Compare evaluated runs: one table of their one-number diagnostics and overlay plots.
 
-    python evaluation/compare.py runs/<a> runs/<b> ... [--split val|test] [--period P] [--kind K] [--gcm G]
+    python evaluation/compare.py runs/<a> runs/<b> ... [--split val|test|test_years] [--period P] [--kind K] [--gcm G]
         [--evaluate [--members 10] [--device auto]] [--out DIR]
 
 Reads ``<run>/evaluation/<label>/summary.json`` (and ``psd.nc`` / ``quantiles.nc``) written by
-``evaluation/evaluate.py``; label ``val`` or ``test_<period>_<kind>_<gcm>`` (GCM default: the domain's GCM1).
+``evaluation/evaluate.py``; label ``val``, ``test`` (held-out ``data.test_years``: ``--split test_years``, or
+``--split test`` for bring-your-own runs) or ``test_<period>_<kind>_<gcm>`` (CORDEX runs with ``--split test``;
+GCM default: the domain's GCM1).
 A run without that summary is an error unless ``--evaluate`` is given, which runs the evaluation first
 (without plots). Runs must share the data source, domain and target variable: otherwise a clear error
 names both runs and nothing is written.
@@ -52,7 +54,7 @@ class CompareError(ValueError):
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Compare the evaluation summaries of several runs.")
     p.add_argument("runs", nargs="+", help="run folders (runs/<id>)")
-    p.add_argument("--split", default="val", choices=("val", "test"))
+    p.add_argument("--split", default="val", choices=("val", "test", "test_years"))
     p.add_argument("--period", default="historical", choices=sorted(cordex.TEST_PERIODS))
     p.add_argument("--kind", default="perfect", choices=cordex.PREDICTOR_KINDS)
     p.add_argument("--gcm", default=None, help="test GCM (default: the domain's GCM1)")
@@ -73,14 +75,18 @@ def run_facts(run_dir: str | Path) -> dict:
     data = load_config(run_dir / "config.yaml").data
     # Bring-your-own runs are comparable only on the same target file (their "domain").
     domain = data.domain if data.source == "cordex" else data.files.target_file
-    return {"run_dir": str(run_dir), "data_source": data.source, "domain": domain, "variable": data.target_variable}
+    variable = (data.files.target_variable or data.target_variable) if data.source == "files" else data.target_variable
+    return {"run_dir": str(run_dir), "data_source": data.source, "domain": domain, "variable": variable}
 
 
 def run_label_for(run_dir: Path, args: argparse.Namespace) -> str:
     """The evaluation label of ``run_dir`` for the requested split (GCM default from the run's domain)."""
+    facts = run_facts(run_dir)
     if args.split == "val":
         return "val"
-    gcm = args.gcm or cordex.domain_spec(run_facts(run_dir)["domain"]).gcm1
+    if args.split == "test_years" or facts["data_source"] == "files":
+        return evaluation_label("test_years")
+    gcm = args.gcm or cordex.domain_spec(facts["domain"]).gcm1
     return evaluation_label("test", args.period, args.kind, gcm)
 
 
@@ -155,11 +161,18 @@ def table_rows(summaries: Sequence[dict]) -> list[list]:
     return rows
 
 
+def dataset_title(run: dict) -> str:
+    """``pr (mm/day) on NZ`` or, for your own data, ``tg (degC) from tg_obs.nc``."""
+    units = f" ({run['units']})" if run.get("units") else ""
+    where = f"on {run['domain']}" if run.get("domain") else f"from {Path(str(run.get('target_file') or '?')).name}"
+    return f"{run.get('variable')}{units} {where}"
+
+
 def write_tables(out: Path, summaries: Sequence[dict], split_label: str) -> None:
     labels = [column_label(s["run"]) for s in summaries]
     rows = table_rows(summaries)
     first = summaries[0]["run"]
-    md = [f"# Comparison: {first.get('variable')} on {first.get('domain')} ({split_label})", "",
+    md = [f"# Comparison: {dataset_title(first)} ({split_label})", "",
           "| score | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
     md += ["| " + " | ".join([row[0], *[_cell(v) for v in row[1:]]]) + " |" for row in rows]
     (out / "comparison.md").write_text("\n".join(md) + "\n", encoding="utf-8")
@@ -185,7 +198,8 @@ def plot_overlays(out: Path, folders: Sequence[Path], summaries: Sequence[dict])
     """psd.png, qq.png and bias_bars.png over all runs."""
     from ml_benchmark_spategan.training.artifacts import save_figure
 
-    var = summaries[0]["run"].get("variable")
+    first = summaries[0]["run"]
+    var, units, kind = first.get("variable"), first.get("units"), first.get("target_kind")
     labels = [column_label(s["run"]) for s in summaries]
     psds = [_open(f / "psd.nc") for f in folders]
     quants = [_open(f / "quantiles.nc") for f in folders]
@@ -202,8 +216,8 @@ def plot_overlays(out: Path, folders: Sequence[Path], summaries: Sequence[dict])
         ref = next(q for q in quants if q is not None)["quantile"]
         by_label = {label: q["quantile"].sel(series="member 0").values
                     for label, q in zip(labels, quants, strict=True) if q is not None}
-        save_figure(ef.qq_figure(ref.sel(series="target").values, by_label, var, title=f"{var} member 0 quantiles"),
-                    out / "qq.png")
+        save_figure(ef.qq_figure(ref.sel(series="target").values, by_label, var, title=f"{var} member 0 quantiles",
+                                 units=units, kind=kind), out / "qq.png")
     bars = {label: {k.split("/")[0].removeprefix("bias_"): v for k, v in s["scores"].items()
                     if k.startswith("bias_") and k.endswith("/member0") and v is not None}
             for label, s in zip(labels, summaries, strict=True)}

@@ -1,24 +1,32 @@
 #!/usr/bin/env python
 """Evaluate a trained run folder: predict an ensemble for a split, score it, draw the diagnostics.
 
-    python evaluation/evaluate.py runs/<id> [--checkpoint best|last|final|epoch_N] [--split val|test]
+    python evaluation/evaluate.py runs/<id> [--checkpoint best|last|final|epoch_N] [--split val|test|test_years]
         [--period historical|mid_century|end_century] [--kind perfect|imperfect] [--gcm GCM]
-        [--members 10] [--batch-size 64] [--device auto|cpu|cuda] [--baseline runs/<b> ...]
+        [--members 10] [--batch-size 64] [--device auto|cpu|cuda] [--threads N] [--baseline runs/<b> ...]
         [--data-root DIR] [--out DIR] [--no-plots]
 
 Splits:
 
 * ``val``: the run's validation years of its training files (``data.val_years``);
-* ``test``: one test predictor file of the CORDEX layout (default historical, perfect, the domain's GCM1),
-  scored against the synthetic truth ``<root>/<DOMAIN>_domain_truth/...`` (``cordex.truth_path``). The real
-  benchmark has no test targets: then the predictions are written, an error names the missing truth file
-  and the exit status is 1.
+* ``test_years``: the run's held-out test years of its training files (``data.test_years``, never seen in
+  training or validation), for either data source; label ``test``;
+* ``test``: for a bring-your-own run (``data.source: files``) the same as ``test_years``; for a CORDEX run
+  one test predictor file of the CORDEX layout (default historical, perfect, the domain's GCM1), scored
+  against the synthetic truth ``<root>/<DOMAIN>_domain_truth/...`` (``cordex.truth_path``), label
+  ``test_<period>_<kind>_<gcm>``. The real benchmark has no test targets: then the predictions are written,
+  an error names the missing truth file and the exit status is 1.
+
+Units are the target's own (from its file; CORDEX pr mm/day, tasmax K) in the predictions, the scores and
+every plot; the index biases scored depend on the target's kind (see ``report.index_specs``). Threads:
+``--threads`` or the run's ``runtime.num_threads`` (0 = auto).
 
 Outputs:
 
-* ``<run>/predictions_val.nc`` or ``<run>/predictions_test_<period>_<kind>_<gcm>.nc``: the variable as
-  (member, time, row, col) float32 in physical units (pr mm/day, tasmax K), the target grid's exact
-  coordinates, the predictors' time values and time encoding, zlib-compressed, written atomically;
+* ``<run>/predictions_<label>.nc``: the variable as (member, time, row, col) float32 in the target's units
+  (``units``, ``long_name``, ``standard_name``, ``_FillValue`` NaN; cells NaN on every training day are NaN,
+  e.g. sea), the target grid's exact coordinates (and grid mapping), the predictors' time values and
+  time encoding, zlib-compressed, written atomically;
 * ``<run>/evaluation/<label>/`` (or ``--out``), label ``val`` or ``test_<period>_<kind>_<gcm>``:
   ``summary.json`` / ``summary.md`` (all scores, see :mod:`ml_benchmark_spategan.evaluation.report`, the
   baselines' scores, the run's checkpoint, epoch, members, period and timings), ``psd.nc`` (spectra of the
@@ -61,17 +69,18 @@ from ml_benchmark_spategan.dataloader.reader import (
     open_target,
     open_training_data,
 )
-from ml_benchmark_spategan.dataloader.split import format_years, split_data
+from ml_benchmark_spategan.dataloader.split import format_years, held_out_split, split_data
 from ml_benchmark_spategan.evaluation.report import (
     EvaluationReport,
     compute_report,
     evaluation_label,
     summary_markdown,
 )
-from ml_benchmark_spategan.inference import LoadedRun, load_run, predict_ensemble
+from ml_benchmark_spategan.inference import LoadedRun, load_run, predict_ensemble, prediction_attrs
 from ml_benchmark_spategan.training.artifacts import SAMPLE_PREDICTOR, save_figure
 from ml_benchmark_spategan.training.checkpoint import CheckpointError
 from ml_benchmark_spategan.training.rundir import RunDirError, resolve_device
+from ml_benchmark_spategan.utils.threads import apply_num_threads
 from ml_benchmark_spategan.visualization import evaluation_figures as ef
 from ml_benchmark_spategan.visualization.figures import diagnostics_figure, sample_figure
 from ml_benchmark_spategan.visualization.maps import configure_cartopy_data, map_grid_from_xarray
@@ -101,13 +110,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Predict, score and plot a trained run on a split.")
     p.add_argument("run_dir", help="run folder (runs/<id>) holding config.yaml and checkpoints/")
     p.add_argument("--checkpoint", default="best", help="best, last, final or epoch_N (default %(default)s)")
-    p.add_argument("--split", default="val", choices=("val", "test"))
+    p.add_argument("--split", default="val", choices=("val", "test", "test_years"),
+                   help="val; test_years = the held-out data.test_years; test = test_years for your own files, "
+                        "a CORDEX test period (--period/--kind/--gcm) for CORDEX runs (default %(default)s)")
     p.add_argument("--period", default="historical", choices=sorted(cordex.TEST_PERIODS), help="test period")
     p.add_argument("--kind", default="perfect", choices=cordex.PREDICTOR_KINDS, help="test predictor kind")
     p.add_argument("--gcm", default=None, help="test GCM (default: the domain's GCM1)")
     p.add_argument("--members", type=int, default=10, help="ensemble members (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (0 = auto; default: the run's runtime.num_threads)")
     p.add_argument("--baseline", action="append", default=[], metavar="RUN_DIR", help="baseline run; repeatable")
     p.add_argument("--data-root", default=None, help="folder holding <DOMAIN>_domain/ (default: the run's data.root)")
     p.add_argument("--out", default=None, help="evaluation folder (default: <run>/evaluation/<label>)")
@@ -144,7 +157,7 @@ def check_comparable(run: LoadedRun, other: LoadedRun) -> None:
     """ValueError unless both runs downscale the same variable on the same domain / data source."""
     def key(r):
         d = r.cfg.data
-        return (d.source, d.domain if d.source == "cordex" else d.files.target_file, d.target_variable)
+        return (d.source, d.domain if d.source == "cordex" else d.files.target_file, r.geometry["target_variable"])
     if key(run) != key(other):
         raise ValueError(f"baseline {other.run_dir} ({', '.join(key(other))}) does not match run "
                          f"{run.run_dir} ({', '.join(key(run))}): same data source, domain and variable needed")
@@ -154,18 +167,21 @@ def check_comparable(run: LoadedRun, other: LoadedRun) -> None:
 def open_split(run: LoadedRun, args: argparse.Namespace) -> SplitData:
     data_cfg = run.cfg.data if args.data_root is None else replace(run.cfg.data, root=args.data_root)
     if args.split == "val":
-        return _val_split(data_cfg)
-    if data_cfg.source != "cordex":
-        raise ValueError(f"--split test needs a run trained on the CORDEX layout (data.source=cordex), "
-                         f"{run.run_dir} uses data.source={data_cfg.source}")
+        return _years_split(data_cfg, "val")
+    if args.split == "test_years" or data_cfg.source != "cordex":
+        return _years_split(data_cfg, "test")
     return _test_split(run, data_cfg, args.period, args.kind, args.gcm)
 
 
-def _val_split(data_cfg) -> SplitData:
+def _years_split(data_cfg, which: str) -> SplitData:
+    """The validation years (``val``) or the held-out test years (``test``) of the training files."""
     data = open_training_data(data_cfg)
-    _, val = split_data(data, data_cfg)
-    years = format_years(np.unique(val.predictors["time"].dt.year.values).tolist())
-    return SplitData("val", "val", val.predictors, val.target, val.target, data.orography, {"years": years})
+    if which == "val":
+        _, part = split_data(data, data_cfg)
+    else:
+        part = held_out_split(data, data_cfg)
+    years = format_years(np.unique(part.predictors["time"].dt.year.values).tolist())
+    return SplitData(which, which, part.predictors, part.target, part.target, data.orography, {"years": years})
 
 
 def _test_split(run: LoadedRun, data_cfg, period: str, kind: str, gcm: str | None) -> SplitData:
@@ -199,13 +215,14 @@ def predict(run: LoadedRun, split: SplitData, members: int, batch_size: int) -> 
 
 
 def write_predictions(pred: xr.DataArray, path: Path, split: SplitData, run: LoadedRun) -> Path:
-    """Compressed NetCDF (member, time, row, col), time encoded as in the predictor file; atomic."""
+    """Compressed NetCDF (member, time, row, col), time encoded as in the predictor file; atomic. The
+    variable carries the target's units, long_name and standard_name; masked cells are NaN (_FillValue)."""
     var = str(pred.name)
     ds = pred.to_dataset()
-    ds[var].attrs = {"units": cordex.TARGET_UNITS.get(var, ""), "run": str(run.run_dir),
+    ds[var].attrs = {**prediction_attrs(run, split.grid), **pred.attrs, "run": str(run.run_dir),
                      "checkpoint": run.checkpoint, "epoch": run.epoch}
     chunks = (1, min(pred.sizes["time"], 32), *pred.shape[2:])
-    encoding = {var: {**COMPRESSION, "chunksizes": chunks, "dtype": "float32"}}
+    encoding = {var: {**COMPRESSION, "chunksizes": chunks, "dtype": "float32", "_FillValue": np.float32(np.nan)}}
     time_enc = {k: v for k, v in split.predictors["time"].encoding.items() if k in ("units", "calendar", "dtype")}
     if time_enc:
         encoding["time"] = time_enc
@@ -218,11 +235,12 @@ def write_predictions(pred: xr.DataArray, path: Path, split: SplitData, run: Loa
 # --- summary ---------------------------------------------------------------------------------------------
 def run_facts(run: LoadedRun, args, split: SplitData, pred: xr.DataArray, seconds: float, pred_file: Path) -> dict:
     t = pred["time"].values
-    d = run.cfg.data
+    d, info = run.cfg.data, run.target
     return {"run_dir": str(run.run_dir), "run_id": run.run_dir.name, "model": run.cfg.model.name,
             "data_source": d.source, "domain": d.domain if d.source == "cordex" else None,
-            "experiment": d.experiment, "variable": d.target_variable,
-            "units": cordex.TARGET_UNITS[d.target_variable], "checkpoint": args.checkpoint,
+            "target_file": d.files.target_file if d.source == "files" else None,
+            "experiment": d.experiment if d.source == "cordex" else None, "variable": info.name,
+            "units": info.units, "target_kind": info.kind, "checkpoint": args.checkpoint,
             "checkpoint_file": run.checkpoint, "epoch": run.epoch, "members": int(pred.sizes["member"]),
             "split": split.split, "label": split.label, **split.facts, "n_days": int(t.size),
             "first_day": str(t[0]), "last_day": str(t[-1]), "predictions_file": str(pred_file),
@@ -272,23 +290,25 @@ def _curve_labels(members: int, prefix: str = "") -> list[str]:
 
 def plot_day_maps(folder: Path, run: LoadedRun, split: SplitData, truth: xr.DataArray, pred: xr.DataArray, grid) -> None:
     """maps_<which>_<day>.png for the extreme (wettest/hottest), median and first day by domain mean."""
-    var = run.cfg.data.target_variable
+    info = run.target
+    var = info.name
     domain_mean = truth.mean([d for d in truth.dims if d != "time"]).values
     order = np.argsort(np.nan_to_num(domain_mean, nan=-np.inf))
-    extreme = "wettest" if var == "pr" else "hottest"
+    extreme = {"precipitation": "wettest", "temperature": "hottest"}.get(info.kind, "highest")
     days = {extreme: int(order[-1]), "median": int(order[order.size // 2]), "first": 0}
     names = [str(c) for c in split.predictors["channel"].values]
     channel = SAMPLE_PREDICTOR.get(var) if SAMPLE_PREDICTOR.get(var) in names else names[0]
     for which, day in days.items():
         x = split.predictors.isel(time=day).sel(channel=channel)
-        lat, lon = (np.asarray(x[d].values) for d in x.dims[-2:])
         stamp = str(truth["time"].values[day])[:10]
-        fig = sample_figure(grid, np.asarray(x.values), (lat, lon), channel, truth.isel(time=day).values,
-                            pred.isel(time=day).values, title=f"{run.run_dir.name}: {which} day {stamp}", var=var)
+        fig = sample_figure(grid, np.asarray(x.values), map_grid_from_xarray(x), channel, truth.isel(time=day).values,
+                            pred.isel(time=day).values, title=f"{run.run_dir.name}: {which} day {stamp}", var=var,
+                            units=info.units, kind=info.kind)
         save_figure(fig, folder / f"maps_{which}_{stamp}.png")
 
 
-def plot_curves(folder: Path, var: str, report: EvaluationReport, members: int, baselines: dict) -> None:
+def plot_curves(folder: Path, var: str, report: EvaluationReport, members: int, baselines: dict,
+                units: str | None = None) -> None:
     """psd.png (target, member 0, ensemble mean, baselines), rank_histogram.png and spread_skill.png (m >= 2)."""
     power = report.psd["power"]
     k_name = "wavenumber_per_km" if "wavenumber_per_km" in power.coords else "wavenumber"
@@ -303,12 +323,12 @@ def plot_curves(folder: Path, var: str, report: EvaluationReport, members: int, 
         save_figure(fig, folder / "rank_histogram.png")
     if report.spread_skill_bins.get("spread"):
         fig = ef.spread_skill_figure(report.spread_skill_bins["spread"], report.spread_skill_bins["rmse"], var,
-                                     ratio=report.scores.get("spread_skill/ratio"))
+                                     ratio=report.scores.get("spread_skill/ratio"), units=units)
         save_figure(fig, folder / "spread_skill.png")
 
 
 def plot_distributions(folder: Path, var: str, truth, pred, report: EvaluationReport, baselines: dict,
-                       baseline_preds: dict) -> None:
+                       baseline_preds: dict, units: str | None = None, kind: str | None = None) -> None:
     """distributions.png: histograms of target / member 0 / ensemble mean (/ baselines' member 0) and QQ."""
     m = pred.sizes["member"]
     values = {"target": truth.values, "member 0": pred.isel(member=0).values}
@@ -319,25 +339,28 @@ def plot_distributions(folder: Path, var: str, truth, pred, report: EvaluationRe
     by_label = {s: q.sel(series=s).values for s in _curve_labels(m)}
     for label, (_, rep, _) in baselines.items():
         by_label[f"{label} member 0"] = rep.quantiles["quantile"].sel(series="member 0").values
-    fig = ef.distribution_figure(values, ef.histogram_bins(truth.values, var), q.sel(series="target").values,
-                                 by_label, var)
+    fig = ef.distribution_figure(values, ef.histogram_bins(truth.values, var, kind=kind), q.sel(series="target").values,
+                                 by_label, var, units=units, kind=kind)
     save_figure(fig, folder / "distributions.png")
 
 
-def plot_maps(folder: Path, var: str, report: EvaluationReport, grid) -> None:
+def plot_maps(folder: Path, var: str, report: EvaluationReport, grid, units: str | None = None,
+              kind: str | None = None) -> None:
     """index_bias_maps.png and rmse_maps.png (with their one-number scores)."""
     bias = {k: v.values for k, v in report.maps.items() if k.startswith("bias")}
     scalars = {k: v for k, v in report.scores.items() if k.startswith("bias") and v is not None}
-    save_figure(diagnostics_figure(bias, scalars, grid, var, ncols=len(bias) // 2 or 1),
+    save_figure(diagnostics_figure(bias, scalars, grid, var, ncols=len(bias) // 2 or 1, units=units, kind=kind),
                 folder / "index_bias_maps.png")
     errors = {k: v.values for k, v in report.maps.items() if not k.startswith("bias")}
     keys = ("rmse/", "crps/", "wasserstein", "spread_skill/ratio", "ralsd/member0", "ralsd_rms/member0")
     scalars = {k: v for k, v in report.scores.items() if k.startswith(keys) and v is not None}
-    save_figure(diagnostics_figure(errors, scalars, grid, var, ncols=2), folder / "rmse_maps.png")
+    save_figure(diagnostics_figure(errors, scalars, grid, var, ncols=2, units=units, kind=kind),
+                folder / "rmse_maps.png")
 
 
 def make_plots(folder: Path, run: LoadedRun, split: SplitData, truth, pred, report, baselines, baseline_preds) -> None:
-    var = run.cfg.data.target_variable
+    info = run.target
+    var, units, kind = info.name, info.units, info.kind
     if configure_cartopy_data() is None:
         LOG.warning("maps drawn without coastlines: no offline Natural Earth files (set ML_BENCH_CARTOPY_DATA)")
     with warnings.catch_warnings():
@@ -345,9 +368,9 @@ def make_plots(folder: Path, run: LoadedRun, split: SplitData, truth, pred, repo
         domain = run.cfg.data.domain if run.cfg.data.source == "cordex" else None
         grid = map_grid_from_xarray(truth, domain)
         plot_day_maps(folder, run, split, truth, pred, grid)
-        plot_maps(folder, var, report, grid)
-    plot_curves(folder, var, report, pred.sizes["member"], baselines)
-    plot_distributions(folder, var, truth, pred, report, baselines, baseline_preds)
+        plot_maps(folder, var, report, grid, units, kind)
+    plot_curves(folder, var, report, pred.sizes["member"], baselines, units)
+    plot_distributions(folder, var, truth, pred, report, baselines, baseline_preds, units, kind)
 
 
 # --- main ------------------------------------------------------------------------------------------------
@@ -357,6 +380,8 @@ def predictions_path(run: LoadedRun, split: SplitData) -> Path:
 
 def evaluate(args: argparse.Namespace) -> int:
     run, baselines = load_runs(args)
+    threads = apply_num_threads(run.cfg.runtime.num_threads if args.threads is None else args.threads)
+    LOG.info("%d CPU thread(s)", threads)
     split = open_split(run, args)
     folder = Path(args.out) if args.out else run.run_dir / "evaluation" / split.label
     LOG.info("%s (%s, epoch %d): predicting %s, %d days x %d members", run.run_dir, run.checkpoint, run.epoch,
@@ -368,17 +393,18 @@ def evaluate(args: argparse.Namespace) -> int:
         print(f"error: no truth for {split.label}: {split.facts['truth_file']} does not exist (the benchmark has no "
               f"test targets); predictions written to {pred_file}, not scored", file=sys.stderr)
         return 1
-    var, dx_km = run.cfg.data.target_variable, _dx_km(run)
+    info, dx_km, benchmark = run.target, _dx_km(run), run.cfg.data.source == "cordex"
     truth = split.truth.load()
     start = time.perf_counter()
-    report = compute_report(truth, pred, var, dx_km)
+    report = compute_report(truth, pred, info.name, dx_km, info=info, benchmark=benchmark)
     facts = run_facts(run, args, split, pred, seconds, pred_file)
     facts["scoring_seconds"] = round(time.perf_counter() - start, 3)
     base_reports, base_preds = {}, {}
     for base in baselines:
         label = baseline_label(base)
         base_preds[label], sec = predict(base, split, args.members, args.batch_size)
-        base_reports[label] = (base, compute_report(truth, base_preds[label], var, dx_km, full=False), sec)
+        base_reports[label] = (base, compute_report(truth, base_preds[label], info.name, dx_km, full=False, info=info,
+                                                    benchmark=benchmark), sec)
     folder.mkdir(parents=True, exist_ok=True)
     summary = build_summary(facts, report, base_reports)
     write_summary(folder, summary, report, base_reports)

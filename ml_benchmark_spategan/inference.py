@@ -1,8 +1,10 @@
 """Load a trained run and predict ensembles as xarray (the model -> xarray crossing).
 
-``load_run`` rebuilds the models from a checkpoint's geometry and config, and the normalisers from the
-run folder; ``predict_ensemble`` turns lazily opened predictors into a ``(member, time, row, col)``
-DataArray in physical units on the target grid's exact coordinates, with the predictors' own times.
+``load_run`` rebuilds the models from a checkpoint's geometry and config, and the normalisers, the target
+mask and the target's metadata from the run folder; ``predict_ensemble`` turns lazily opened predictors
+into a ``(member, time, row, col)`` DataArray in the target's physical units (carried unchanged, as
+``units``) on the target grid's exact coordinates, with the predictors' own times, NaN in the cells that
+were NaN on every training day.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import xarray as xr
 
 from ml_benchmark_spategan.config.loader import config_from_dict
 from ml_benchmark_spategan.config.schema import Config
+from ml_benchmark_spategan.dataloader.mask import load_target_mask
 from ml_benchmark_spategan.dataloader.normalization import Normalizers
 from ml_benchmark_spategan.dataloader.torch_bridge import TorchNormalizer
+from ml_benchmark_spategan.model.baselines import sample_members
 from ml_benchmark_spategan.model.registry import ModelBundle
 from ml_benchmark_spategan.training.checkpoint import CheckpointError, load_checkpoint
 from ml_benchmark_spategan.training.session import build_models
+from ml_benchmark_spategan.variables import VariableInfo, default_info
 
 
 @dataclass
@@ -33,6 +38,13 @@ class LoadedRun:
     checkpoint: str
     epoch: int
     device: torch.device
+    mask: xr.DataArray | None = None  # (row, col) True where the target was valid on some training day
+    info: VariableInfo | None = None  # the target's kind, units and CF names
+
+    @property
+    def target(self) -> VariableInfo:
+        """The target's :class:`VariableInfo` (from the name for runs that did not record it)."""
+        return self.info or default_info(self.geometry["target_variable"])
 
 
 def checkpoint_path(run_dir: str | Path, which: str) -> Path:
@@ -63,7 +75,12 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     if bundle.discriminator is not None and state.get("discriminator") is not None:
         bundle.discriminator.load_state_dict(state["discriminator"])
     normalizers = Normalizers.load(run_dir / "normalization")
-    return LoadedRun(run_dir, cfg, state["geometry"], bundle, normalizers, path.name, int(state["epoch"]), device)
+    saved = load_target_mask(run_dir / "normalization")
+    mask = saved[0] if saved else None
+    info = VariableInfo.from_dict(state["geometry"]["target"]) if "target" in state["geometry"] else \
+        (saved[1] if saved else None)
+    return LoadedRun(run_dir, cfg, state["geometry"], bundle, normalizers, path.name, int(state["epoch"]), device,
+                     mask, info)
 
 
 def _static(run: LoadedRun, orography: xr.DataArray | None) -> torch.Tensor | None:
@@ -77,14 +94,17 @@ def _static(run: LoadedRun, orography: xr.DataArray | None) -> torch.Tensor | No
 
 @torch.no_grad()
 def predict_array(run: LoadedRun, x_norm: np.ndarray, members: int, batch_size: int,
-                  static_hr: torch.Tensor | None) -> np.ndarray:
-    """Normalised predictors (T, C, h, w) -> physical ensemble (members, T, H, W) float32."""
+                  static_hr: torch.Tensor | None, doy: np.ndarray | None = None) -> np.ndarray:
+    """Normalised predictors (T, C, h, w) -> physical ensemble (members, T, H, W) float32.
+
+    ``doy`` (T,) day of year, for generators that take it (:func:`~.model.baselines.sample_members`)."""
     generator = run.bundle.generator.eval()
     inverse = TorchNormalizer.from_normalizer(run.normalizers.target, device=run.device)
     out = np.empty((members, x_norm.shape[0], *run.geometry["out_shape"]), dtype=np.float32)
     for start in range(0, x_norm.shape[0], batch_size):
         x = torch.from_numpy(x_norm[start:start + batch_size]).to(run.device)
-        samples = generator.sample(x, members, static_hr=static_hr)  # (B, M, H, W), normalised
+        day = None if doy is None else torch.from_numpy(np.asarray(doy[start:start + batch_size])).to(run.device)
+        samples = sample_members(generator, x, members, static_hr, day)  # (B, M, H, W), normalised
         phys = inverse.inverse(samples.float())
         out[:, start:start + x.shape[0]] = phys.permute(1, 0, 2, 3).cpu().numpy()
     return out
@@ -101,10 +121,26 @@ def predict_ensemble(run: LoadedRun, predictors: xr.DataArray, target_like: xr.D
     if [str(c) for c in predictors["channel"].values] != names:
         raise CheckpointError(f"predictor channels {list(predictors['channel'].values)} differ from the run's {names}")
     x_norm = run.normalizers.predictors.transform(predictors).values.astype(np.float32)
-    values = predict_array(run, x_norm, members, batch_size, _static(run, orography))
+    doy = np.asarray(predictors["time"].dt.dayofyear.values, dtype=np.int64)
+    values = predict_array(run, x_norm, members, batch_size, _static(run, orography), doy)
+    if run.mask is not None and not bool(run.mask.all()):
+        values[..., ~run.mask.values] = np.nan  # in place: cells never valid in training
     row, col = target_like.dims[-2:]
     spatial = {k: v for k, v in target_like.coords.items() if set(v.dims) <= {row, col}}
     da = xr.DataArray(values, dims=("member", "time", row, col),
                       coords={"member": np.arange(members), "time": predictors["time"].values, **spatial},
                       name=run.geometry["target_variable"])
+    da.attrs = prediction_attrs(run, target_like)
     return da
+
+
+def prediction_attrs(run: LoadedRun, target_like: xr.DataArray | None = None) -> dict:
+    """CF attributes of a prediction: the target's units (unchanged), names and grid mapping."""
+    info = run.target
+    attrs = {"units": info.units, "long_name": info.long_name or f"predicted {info.name}"}
+    if info.standard_name:
+        attrs["standard_name"] = info.standard_name
+    mapping = str((target_like.attrs if target_like is not None else {}).get("grid_mapping", "") or "")
+    if mapping and target_like is not None and mapping in target_like.coords:
+        attrs["grid_mapping"] = mapping
+    return attrs

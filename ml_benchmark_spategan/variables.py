@@ -25,7 +25,8 @@ unit-dependent thresholds unavailable (with a message), never silently wrong.
 
 * temperature: ``K``, ``degC`` (``°C``, ``Celsius`` ...), ``degF``;
 * precipitation (as rates, daily data assumed for totals): ``mm/day`` (also ``mm``, ``kg m-2``: a daily
-  total), ``kg m-2 s-1`` (= mm/s), ``mm/h``, ``m`` / ``m/day`` (ERA5 daily ``tp``), ``cm/day``, ``m s-1``.
+  total), ``kg m-2 s-1`` (= mm/s), ``mm/h``, ``m`` / ``m/day`` (ERA5 daily ``tp``), ``cm/day`` (``m s-1`` is
+  left out on purpose: it is a wind speed far more often than a precipitation rate).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ _TEMPERATURE = {
     "degrees_f": (5.0 / 9.0, 273.15 - 32.0 * 5.0 / 9.0),
 }
 _PER_DAY = {"mm": 1.0, "kg m-2": 1.0, "cm": 10.0, "m": 1000.0}
-_PER_SECOND = {"mm": 86400.0, "kg m-2": 86400.0, "m": 86400000.0}
+_PER_SECOND = {"mm": 86400.0, "kg m-2": 86400.0}  # not "m s-1": that is a wind speed
 _PER_HOUR = {"mm": 24.0, "kg m-2": 24.0}
 
 

@@ -51,6 +51,8 @@ def ref_index(name, v, years, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         per_year = [v[years == y] for y in np.unique(years)]
+        if name in ("su", "cdd", "cwd") and not np.isfinite(v).any():
+            return np.nan  # a masked cell (NaN on every day) has no index (the benchmark would give 0)
         if name == "mean":
             return np.nanmean(v)
         if name == "quantile":

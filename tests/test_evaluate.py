@@ -205,8 +205,9 @@ def test_report_rejects_bad_input():
         report.compute_report(truth, shifted, "pr")
     with pytest.raises(ValueError, match=r"expected dims \(member, time, row, col\)"):
         report.compute_report(truth, pred.isel(member=0), "pr")
-    with pytest.raises(ValueError, match="variable 'tas'"):
-        report.compute_report(truth, pred, "tas")
+    # any name is fine now: 'tas' is temperature-like, a daily mean (mean, annual max and min are scored)
+    keys = {k.split("/")[0] for k in report.compute_report(truth, pred, "tas", full=False).scores if k.startswith("bias")}
+    assert keys == {"bias_mean", "bias_annual_max", "bias_annual_min"}
     with pytest.raises(ValueError, match="needs 'val', or 'test' with period, kind and gcm"):
         report.evaluation_label("test", "historical")
     assert report.evaluation_label("test", "historical", "perfect", "X") == "test_historical_perfect_X"

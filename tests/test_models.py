@@ -13,7 +13,7 @@ from torch import nn
 from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorConfig, ModelConfig
 from ml_benchmark_spategan.cordex import PREDICTOR_VARIABLES
 from ml_benchmark_spategan.model import losses
-from ml_benchmark_spategan.model.baselines import BilinearBaseline, DeepESD
+from ml_benchmark_spategan.model.baselines import BilinearBaseline, DeepESD, sample_members
 from ml_benchmark_spategan.model.registry import MODELS, ModelBundle, build_model, register_model
 from ml_benchmark_spategan.model.spagan2d import (
     Discriminator,
@@ -52,6 +52,11 @@ def test_working_grid_rule():
     assert working_grid((128, 128), 3) == (16, 16)
     assert working_grid((75, 90), 3) == (10, 12)  # ceil(75/8), ceil(90/8)
     assert working_grid((75, 90), 3, (9, 11)) == (9, 11)
+    assert working_grid((19, 29), 3, in_shape=(5, 7)) == (5, 7)  # never coarser than the predictors (issue 10)
+    assert working_grid((75, 90), 3, in_shape=(11, 13)) == (11, 13)
+    assert working_grid((128, 128), 3, in_shape=(16, 16)) == (16, 16)
+    g = Generator(2, (5, 7), (19, 29), GeneratorConfig(filters=8, upsample_channels=(8, 8, 8)))
+    assert g.working_grid == (5, 7) and g(torch.randn(1, 2, 5, 7)).shape == (1, 1, 19, 29)
     g = Generator(2, (11, 13), (75, 90), GeneratorConfig(filters=8, upsample_channels=(8, 8), working_grid=(7, 9)))
     assert g.working_grid == (7, 9)
     assert g(torch.randn(1, 2, 11, 13)).shape == (1, 1, 75, 90)
@@ -185,13 +190,50 @@ def test_deepesd_learns_toy_problem():
     assert logs["g/loss"].item() < 0.2 * first
 
 
-def test_bilinear_baseline_equals_interpolate():
-    m = BilinearBaseline(2, (16, 16), (128, 128))
+def _identity_fit(channel, in_shape, out_shape, gain=1.0, offset=0.0):
+    """Extent-aligned weights with a constant correction, as the fit would produce them."""
+    import xarray as xr
+
+    from ml_benchmark_spategan.dataloader.baseline_fit import BaselineFit, point_weights
+
+    index, weight, _ = point_weights(xr.DataArray(np.zeros((1, 1, *in_shape)), dims=("time", "channel", "a", "b")),
+                                     xr.DataArray(np.zeros((1, *out_shape)), dims=("time", "r", "c")))
+    full = np.full((13, *out_shape), 1.0, np.float32)
+    return BaselineFit("p", channel, index, weight, full * gain, full * offset, "")
+
+
+IDENTITY = {"shift": np.zeros((1, 1, 1), np.float32), "scale": np.ones((1, 1, 1), np.float32), "log1p": False}
+
+
+def test_bilinear_baseline_interpolates_and_corrects_by_month():
+    m = BilinearBaseline((16, 16), (128, 128))
+    m.load_fit(_identity_fit(2, (16, 16), (128, 128)), IDENTITY, IDENTITY)
     x = torch.randn(2, 4, 16, 16)
     expected = F.interpolate(x[:, 2:3], size=(128, 128), mode="bilinear", align_corners=False)
-    torch.testing.assert_close(m(x), expected, rtol=0, atol=0)
+    torch.testing.assert_close(m(x), expected, rtol=1e-5, atol=1e-5)
     assert _n_params(m) == 0
-    assert torch.equal(m.sample(x, 2)[:, 1:], expected)
+    torch.testing.assert_close(m.sample(x, 2)[:, 1:], expected, rtol=1e-5, atol=1e-5)
+    # gain/offset per month row, picked by day of year; physical predictor = x * scale + shift
+    fit = _identity_fit(0, (4, 4), (8, 8))
+    fit.gain[:] = np.arange(13, dtype=np.float32)[:, None, None]
+    fit.offset[:] = 100.0 + np.arange(13, dtype=np.float32)[:, None, None]
+    pred_params = {"shift": np.full((2, 1, 1), 5.0, np.float32), "scale": np.full((2, 1, 1), 2.0, np.float32),
+                   "log1p": False}
+    target_params = {"shift": np.full((1, 1, 1), 1.0, np.float32), "scale": np.full((1, 1, 1), 4.0, np.float32),
+                     "log1p": False}
+    m = BilinearBaseline((4, 4), (8, 8))
+    m.load_fit(fit, pred_params, target_params)
+    x = torch.zeros(3, 2, 4, 4)  # physical predictor 5 everywhere
+    doy = torch.tensor([1, 45, 365])  # January, February, December
+    y = m(x, doy=doy)
+    for b, month in enumerate((0, 1, 11)):
+        torch.testing.assert_close(y[b], torch.full((1, 8, 8), (month * 5.0 + 100 + month - 1.0) / 4.0))
+    torch.testing.assert_close(m(x)[0], torch.full((1, 8, 8), (12 * 5.0 + 112 - 1.0) / 4.0))  # no doy: row 12
+    assert torch.equal(sample_members(m, x, 2, doy=doy)[:, 0], y[:, 0])
+    # a state dict round trip restores every fitted buffer
+    fresh = BilinearBaseline((4, 4), (8, 8))
+    fresh.load_state_dict(m.state_dict())
+    assert torch.equal(fresh(x, doy=doy), y)
 
 
 # --- registry -----------------------------------------------------------------------------------
@@ -202,20 +244,17 @@ def test_registry_builds_each_kind():
     assert gan.kind == "gan" and isinstance(gan.generator, Generator) and isinstance(gan.discriminator, Discriminator)
     reg = build_model(ModelConfig(name="deepesd"), 15, (16, 16), (128, 128), 1, names, "pr")
     assert reg.kind == "regression" and reg.discriminator is None
-    for target, predictor in [("tasmax", "t_850"), ("pr", "q_850")]:
-        fixed = build_model(ModelConfig(name="bilinear"), 15, (16, 16), (128, 128), 0, names, target)
-        assert fixed.kind == "fixed" and fixed.generator.channel == names.index(predictor)
-    named = build_model(ModelConfig(name="bilinear", bilinear_predictor="z_500"), 15, (16, 16), (128, 128), 0, names)
-    assert named.generator.channel == 2
+    fixed = build_model(ModelConfig(name="bilinear"), 15, (16, 16), (128, 128), 0, names, "tasmax")
+    assert fixed.kind == "fixed" and isinstance(fixed.generator, BilinearBaseline) and fixed.generator.channel == -1
+    build_model(ModelConfig(name="bilinear", bilinear_predictor="z_500"), 15, (16, 16), (128, 128), 0, names)
 
 
 def test_registry_errors_and_user_models():
     with pytest.raises(ValueError, match=r"unknown model 'nope'; registered models: \['bilinear', 'deepesd', 'spagan'"):
         build_model(ModelConfig(name="nope"), 15, (16, 16), (128, 128))
     with pytest.raises(ValueError, match="predictor 'q_850' not among the predictors"):
-        build_model(ModelConfig(name="bilinear"), 2, (16, 16), (128, 128), 0, ("t_850", "z_500"), "pr")
-    with pytest.raises(ValueError, match="'auto' is defined for targets"):
-        build_model(ModelConfig(name="bilinear"), 2, (16, 16), (128, 128), 0, ("t_850", "z_500"), "tas")
+        build_model(ModelConfig(name="bilinear", bilinear_predictor="q_850"), 2, (16, 16), (128, 128), 0,
+                    ("t_850", "z_500"), "pr")
     with pytest.raises(ValueError, match="already registered"):
         register_model("spagan")(lambda *a: None)
     with pytest.raises(ValueError, match="kind 'gan' needs discriminator"):
@@ -223,7 +262,7 @@ def test_registry_errors_and_user_models():
 
     @register_model("toy_test_model")
     def _toy(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
-        return ModelBundle(BilinearBaseline(0, in_shape, out_shape), None, "fixed")
+        return ModelBundle(BilinearBaseline(in_shape, out_shape), None, "fixed")
 
     try:
         bundle = build_model(ModelConfig(name="toy_test_model"), 1, (4, 4), (8, 8))

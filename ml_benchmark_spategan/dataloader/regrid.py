@@ -100,10 +100,11 @@ def _wrap_to(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return (src - centre + 180.0) % 360.0 + centre - 180.0
 
 
-def axis_weights(src, dst, *, longitude: bool = False, what: str = "axis") -> AxisWeights:
-    """Weights interpolating 1-D source coordinates ``src`` (any monotonic order) at ``dst``.
+def axis_weights(src, dst, *, longitude: bool = False, what: str = "axis", clamp: bool = False) -> AxisWeights:
+    """Weights interpolating 1-D source coordinates ``src`` (any monotonic order) at ``dst`` (any order).
 
-    Raises :class:`DataError` naming ``what`` when ``dst`` leaves the source's cells (see module docstring).
+    Raises :class:`DataError` naming ``what`` when ``dst`` leaves the source's cells (see module docstring);
+    with ``clamp`` such points take the nearest edge value instead.
     """
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
@@ -121,10 +122,10 @@ def axis_weights(src, dst, *, longitude: bool = False, what: str = "axis") -> Ax
     lo_edge, hi_edge = s[0] - half_lo, s[-1] + half_hi
     tol = 1e-6 * max(1.0, abs(lo_edge), abs(hi_edge))
     d_lo, d_hi = float(dst.min()), float(dst.max())
-    if d_hi < lo_edge - tol or d_lo > hi_edge + tol:
+    if not clamp and (d_hi < lo_edge - tol or d_lo > hi_edge + tol):
         raise DataError(f"{what}: the grids do not overlap (source spans {lo_edge:.6g} .. {hi_edge:.6g}, "
                         f"target {d_lo:.6g} .. {d_hi:.6g})")
-    if d_lo < lo_edge - tol or d_hi > hi_edge + tol:
+    if not clamp and (d_lo < lo_edge - tol or d_hi > hi_edge + tol):
         raise DataError(f"{what}: the source grid does not cover the target grid (source cells span "
                         f"{lo_edge:.6g} .. {hi_edge:.6g}, target points {d_lo:.6g} .. {d_hi:.6g})")
     if s.size == 1:

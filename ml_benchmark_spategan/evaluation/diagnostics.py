@@ -119,7 +119,8 @@ def _corr_time(a: xr.DataArray, b: xr.DataArray) -> xr.DataArray:
 
 # --- one-number reductions (README) ------------------------------------------------------------------
 def spatial_mean(da: xr.DataArray) -> xr.DataArray:
-    """Mean over the two spatial dims (skipna); other dims (e.g. member) kept."""
+    """Mean over the two spatial dims (skipna: NaN cells, e.g. masked sea, are left out); other dims (e.g.
+    member) kept."""
     return da.mean(list(spatial_dims(da, "spatial_mean")))
 
 
@@ -153,14 +154,22 @@ def w1_sorted(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _w1_points(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Per-point W1 over the last axis (samples, NaN -> 0), sorted and processed in blocks of points."""
+    """Per-point W1 over the last axis (samples): NaN samples left out; NaN where a point has no finite
+    sample in ``u`` or ``v`` (e.g. a masked sea cell). Complete points are sorted and processed in blocks."""
     lead = u.shape[:-1]
-    u2 = np.nan_to_num(u.reshape(-1, u.shape[-1]), nan=0.0)
-    v2 = np.nan_to_num(v.reshape(-1, v.shape[-1]), nan=0.0)
-    out = np.empty(u2.shape[0])
-    for s in range(0, u2.shape[0], _POINTS_PER_BLOCK):
-        block = slice(s, s + _POINTS_PER_BLOCK)
+    u2, v2 = u.reshape(-1, u.shape[-1]), v.reshape(-1, v.shape[-1])
+    nan_u, nan_v = np.isnan(u2), np.isnan(v2)
+    complete = ~(nan_u.any(axis=1) | nan_v.any(axis=1))
+    out = np.full(u2.shape[0], np.nan)
+    rows = np.arange(u2.shape[0]) if complete.all() else np.flatnonzero(complete)
+    for s in range(0, rows.size, _POINTS_PER_BLOCK):
+        block = rows[s:s + _POINTS_PER_BLOCK]
+        block = slice(block[0], block[-1] + 1) if complete.all() else block
         out[block] = w1_sorted(np.sort(u2[block], axis=-1), np.sort(v2[block], axis=-1))
+    for i in np.flatnonzero(~complete):  # partly NaN (rare): each sample without its NaN values
+        a, b = u2[i][~nan_u[i]], v2[i][~nan_v[i]]
+        if a.size and b.size:
+            out[i] = w1_sorted(np.sort(a), np.sort(b))
     return out.reshape(lead)
 
 
@@ -179,13 +188,21 @@ def wasserstein_distance(x0, x1, var: str | None = None, season: str | None = No
     (needs the data in memory; the two sorts run in two threads). ``spatial=True``: per grid point over
     time (members pooled into the sample); returns a map with the spatial dims only (no scalar ``time``
     coordinate, no other variables, unlike the benchmark's Dataset copy of ``x0.isel(time=0)``).
-    NaN policy: NaN -> 0 (as the benchmark). Positional, like the benchmark: no coordinate alignment.
+    NaN policy: NaN values are left out of each sample; a grid point without any finite value (a masked
+    cell, e.g. sea) is NaN in the map, so the map's spatial mean runs over valid cells only. (The benchmark
+    sets NaN to 0, which puts the same mass at 0 into both samples and shrinks the distance; on data
+    without NaN, such as the benchmark's, both give the same numbers.) Positional, like the benchmark: no
+    coordinate alignment.
     """
     a0, a1 = prepare_pair(x0, x1, var, season, False, "wasserstein_distance")
     if not spatial:
+        def finite_sorted(a):
+            values = np.asarray(a.values).ravel()
+            return np.sort(values[~np.isnan(values)])
+
         with ThreadPoolExecutor(2) as pool:
-            u, v = pool.map(lambda a: np.sort(np.nan_to_num(np.asarray(a.values).ravel(), nan=0.0)), (a0, a1))
-        return float(w1_sorted(u, v))
+            u, v = pool.map(finite_sorted, (a0, a1))
+        return float(w1_sorted(u, v)) if u.size and v.size else float("nan")
     s0, s1 = _as_samples(a0), _as_samples(a1)
     ydim, xdim = spatial_dims(a0, "wasserstein_distance")
     s1 = s1.rename({d: d0 for d, d0 in zip(spatial_dims(a1), (ydim, xdim), strict=True)})

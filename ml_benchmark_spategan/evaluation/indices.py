@@ -16,7 +16,8 @@ Policies common to all indices:
   by the final skipna mean. A seasonal DJF "year" therefore holds Jan-Feb and Dec of the same year.
 * Calendars: datetime64 and cftime (noleap) time axes both work.
 
-Units: tasmax in K, pr in mm/day (thresholds assume these units).
+Units: the defaults assume the benchmark's (tasmax K, pr mm/day); for other units pass the thresholds
+converted (the evaluation report does so from the data's units, see ``report.index_specs``).
 """
 
 from __future__ import annotations
@@ -55,9 +56,16 @@ def su(x, var: str | None = None, season: str | None = None, threshold: float = 
     """Summer days: count of days with ``x > threshold`` (strict, K) per calendar year, then mean over years.
 
     Default 300 K as in the benchmark (26.85 °C). Note ETCCDI's SU uses 25 °C = 298.15 K; pass
-    ``threshold=298.15`` for the ETCCDI index. NaN counts as not-hot (a year of NaN gives 0, not NaN).
+    ``threshold=298.15`` for the ETCCDI index (or 25 for data in °C). NaN days count as not-hot (a year of
+    NaN gives 0), but a cell that is NaN on every day (masked, e.g. sea) gives NaN, not 0.
     """
-    return _yearly(_prepare(x, var, season, "su") > threshold, "count").mean(YEAR)
+    da = _prepare(x, var, season, "su")
+    return _mask_never_valid(_yearly(da > threshold, "count").mean(YEAR), da)
+
+
+def _mask_never_valid(index: xr.DataArray, da: xr.DataArray) -> xr.DataArray:
+    """``index`` with NaN where ``da`` has no finite value over time (masked cells)."""
+    return index.where(da.notnull().any(TIME))
 
 
 def txx(x, var: str | None = None, season: str | None = None) -> xr.DataArray:
@@ -230,7 +238,7 @@ def _spell_index(x, var, season, cond_fn, by_season: bool, where: str) -> xr.Dat
         kept = np.flatnonzero(season_mask(full[TIME], season).values)
         seg_start[1:] |= np.diff(kept) > 1  # a removed block in between breaks the spell
     runs = _per_group(cond_fn(da), lambda c: longest_runs(c, seg_start, starts), starts, labels, np.int32)
-    return runs.mean(YEAR)
+    return _mask_never_valid(runs.mean(YEAR), da)
 
 
 def cdd(x, var: str | None = None, season: str | None = None, dry_threshold: float = 1.0,
@@ -239,7 +247,7 @@ def cdd(x, var: str | None = None, season: str | None = None, dry_threshold: flo
 
     Benchmark quirks kept by default: spells are cut at 31 Dec; with a season filter, spells join across
     the removed months (dry Jan-Feb + dry Dec of one year give 90 for DJF); NaN is neither dry nor wet and
-    breaks a spell. ``spells_by_season=True`` (corrected) breaks spells where the filter removed days
+    breaks a spell (a cell NaN on every day, e.g. masked sea, gives NaN). ``spells_by_season=True`` (corrected) breaks spells where the filter removed days
     (the same example gives 59).
     """
     return _spell_index(x, var, season, lambda d: d < dry_threshold, spells_by_season, "cdd")

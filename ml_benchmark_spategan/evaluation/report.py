@@ -1,9 +1,11 @@
 """The evaluation report of one ensemble prediction: every diagnostic as one number, plus the curves and maps
 the plots need (xarray in, plain Python / xarray out; no torch).
 
-Inputs: ``truth`` (time, row, col) and ``pred`` (member, time, row, col), both in physical units (pr mm/day,
-tasmax K) on exactly the same coordinates (checked). Cells where the truth is NaN are left out of every
-score (the prediction is masked there).
+Inputs: ``truth`` (time, row, col) and ``pred`` (member, time, row, col), both in the target's physical units
+(whatever they are: CORDEX pr mm/day, tasmax K; your own data keeps its units, e.g. degC or kg m-2 s-1) on
+exactly the same coordinates (checked). Cells where the truth is NaN are left out of every score (the
+prediction is masked there), so every spatial mean runs over valid cells only. Which index biases are
+scored depends on the target's kind (:func:`index_specs`); thresholds are converted to the data's units.
 
 Which prediction each score uses (the keys of :attr:`EvaluationReport.scores`; see :data:`SCORE_DOCS`):
 
@@ -27,11 +29,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from ml_benchmark_spategan.variables import CORDEX_TARGETS, VariableInfo, default_info
+
 from . import diagnostics, ensemble, spectra
 from ._common import MEMBER, TIME, check_same_coords, filter_season, spatial_dims
 
-#: Benchmark-recommended index biases per variable (README §5), plus the mean for pr.
+#: Benchmark-recommended index biases per variable (README §5), plus the mean for pr (see :func:`index_specs`).
 INDEX_BIASES = {"tasmax": ("mean", "txx", "su"), "pr": ("mean", "sdii", "rx1day", "cwd")}
+#: Thresholds in their own units, converted to the data's: the wet day (pr), SU for your own data (ETCCDI
+#: 25 degC) and the benchmark's SU (300 K, kept for CORDEX runs).
+WET_DAY = (1.0, "mm/day")
+SU_ETCCDI = (25.0, "degC")
+SU_BENCHMARK = (300.0, "K")
 #: FSS neighbourhood sizes in grid cells.
 FSS_SCALES = (1, 5, 11, 25)
 #: FSS event thresholds: pr in mm/day; tasmax as percentiles of the pooled truth values.
@@ -50,15 +59,18 @@ SCORE_DOCS = {
     "std_ratio": "spatial mean of std_pred / std_true over time",
     "bias_mean": "spatial mean of abs(bias) of the time mean (benchmark reduction)",
     "bias_txx": "spatial mean of abs(bias) of TXx (annual max, mean over years)",
-    "bias_su": "spatial mean of abs(bias) of SU (days > 300 K per year, benchmark threshold)",
-    "bias_sdii": "spatial mean of abs(bias) of SDII (mean pr of days >= 1 mm)",
+    "bias_su": "spatial mean of abs(bias) of SU (days above the threshold per year: 300 K for CORDEX as the benchmark, 25 degC (ETCCDI) for your own data, in the data's units)",
+    "bias_annual_max": "spatial mean of abs(bias) of the annual maximum (mean over years)",
+    "bias_annual_min": "spatial mean of abs(bias) of the annual minimum (mean over years)",
+    "bias_q98": "spatial mean of abs(bias) of the 98th percentile over time",
+    "bias_sdii": "spatial mean of abs(bias) of SDII (mean pr of days >= 1 mm/day, in the data's units)",
     "bias_rx1day": "spatial mean of abs(bias) of Rx1day (annual max, mean over years)",
     "bias_cwd": "spatial mean of abs(bias) of CWD (longest wet spell >= 1 mm per year, mean over years)",
     "ralsd": "benchmark RALSD in dB^2 (no square root) of time-mean spectra (all_members: members pooled)",
     "ralsd_rms": "corrected RALSD in dB (Harris et al. 2022): RMS per field, DC bin left out, mean over fields",
     "wasserstein": "Wasserstein-1 distance of all values pooled (benchmark scalar)",
     "wasserstein_map": "spatial mean of the per-grid-point Wasserstein-1 map (benchmark spatial=True)",
-    "wasserstein_summer": "Wasserstein-1 of JJA values (the benchmark's pr example, season='summer')",
+    "wasserstein_summer": "Wasserstein-1 of JJA values (the benchmark's pr example, season='summer'; precipitation-like targets)",
     "crps": "CRPS over all members, mean over cells and days (fair: unbiased estimator; standard)",
     "spread_skill": "ratio = sqrt((m+1)/m mean ensemble variance) / RMSE of the ensemble mean (1 = reliable)",
     "fss": "fractions skill score, period-aggregated: fss/<threshold>/s<scale cells>/<series>",
@@ -86,9 +98,12 @@ class EvaluationReport:
 
 # --- naming ----------------------------------------------------------------------------------------------
 def evaluation_label(split: str, period: str | None = None, kind: str | None = None, gcm: str | None = None) -> str:
-    """``val`` or ``test_<period>_<kind>_<gcm>``: the evaluation folder name (and predictions file suffix)."""
+    """The evaluation folder name (and predictions file suffix): ``val``, ``test`` (the held-out
+    ``data.test_years``, split ``test_years``) or ``test_<period>_<kind>_<gcm>`` (a CORDEX test period)."""
     if split == "val":
         return "val"
+    if split == "test_years":
+        return "test"
     if split != "test" or not (period and kind and gcm):
         raise ValueError(f"evaluation label: split {split!r} needs 'val', or 'test' with period, kind and gcm")
     return f"test_{period}_{kind}_{gcm}"
@@ -147,14 +162,45 @@ def deterministic_scores(truth: xr.DataArray, pred: xr.DataArray, pair: xr.DataA
     return scores, maps
 
 
-def index_scores(truth: xr.DataArray, pair: xr.DataArray, variable: str) -> tuple[dict, dict]:
-    """Index biases of member 0 and of the ensemble-mean field (spatial mean of |bias|); maps of the bias."""
+@dataclass(frozen=True)
+class IndexSpec:
+    """One index bias to score: key (``bias_<key>``), the :mod:`.indices` function and its arguments."""
+
+    key: str
+    function: str
+    kwargs: tuple = ()
+
+
+def index_specs(info: VariableInfo, benchmark: bool = False) -> tuple[IndexSpec, ...]:
+    """The index biases that make sense for a target (thresholds converted to its units).
+
+    precipitation: mean, SDII, Rx1day, CWD (wet day 1 mm/day; SDII and CWD left out when the units are
+    unknown); temperature of daily maxima: mean, TXx, SU (``benchmark``: 300 K, else 25 degC); other
+    temperatures: mean, annual maximum and minimum; generic: mean and the 98th percentile.
+    """
+    if info.kind == "precipitation":
+        wet = info.threshold(*WET_DAY)
+        specs = [IndexSpec("mean", "mean"), IndexSpec("sdii", "sdii", (("wet_threshold", wet),)),
+                 IndexSpec("rx1day", "rx1day"), IndexSpec("cwd", "cwd", (("wet_threshold", wet),))]
+        return tuple(s for s in specs if wet is not None or s.key not in ("sdii", "cwd"))
+    if info.kind == "temperature" and info.statistic == "max":
+        su = info.threshold(*(SU_BENCHMARK if benchmark else SU_ETCCDI))
+        specs = [IndexSpec("mean", "mean"), IndexSpec("txx", "txx")]
+        return tuple(specs + ([IndexSpec("su", "su", (("threshold", su),))] if su is not None else []))
+    if info.kind == "temperature":
+        return (IndexSpec("mean", "mean"), IndexSpec("annual_max", "txx"), IndexSpec("annual_min", "txn"))
+    return (IndexSpec("mean", "mean"), IndexSpec("q98", "quantile", (("q", 0.98),)))
+
+
+def index_scores(truth: xr.DataArray, pair: xr.DataArray, specs: Sequence[IndexSpec]) -> tuple[dict, dict]:
+    """Index biases of member 0 and of the ensemble-mean field (spatial mean of |bias| over valid cells);
+    maps of the bias (NaN where the truth is NaN on every day)."""
     scores, maps = {}, {}
-    for name in INDEX_BIASES[variable]:
-        bias = diagnostics.bias_index(truth, pair, name).compute()
-        scores.update(_per_series(bias, f"bias_{name}", diagnostics.spatial_mean_abs))
+    for spec in specs:
+        bias = diagnostics.bias_index(truth, pair, spec.function, **dict(spec.kwargs)).compute()
+        scores.update(_per_series(bias, f"bias_{spec.key}", diagnostics.spatial_mean_abs))
         for series in PAIR:
-            maps[f"bias of {name} ({series.replace('member0', 'member 0').replace('_', ' ')})"] = \
+            maps[f"bias of {spec.key} ({series.replace('member0', 'member 0').replace('_', ' ')})"] = \
                 bias.sel({MEMBER: series}, drop=True)
     return scores, maps
 
@@ -175,12 +221,13 @@ def spectral_scores(truth: xr.DataArray, pred: xr.DataArray, psd: xr.Dataset,
     return scores
 
 
-def distribution_scores(truth: xr.DataArray, member0: xr.DataArray, variable: str) -> tuple[dict, dict]:
-    """Wasserstein-1 of member 0: pooled scalar, spatial mean of the per-point map, (pr) JJA pooled."""
+def distribution_scores(truth: xr.DataArray, member0: xr.DataArray, kind: str) -> tuple[dict, dict]:
+    """Wasserstein-1 of member 0: pooled scalar, spatial mean of the per-point map (valid cells only),
+    (precipitation-like) JJA pooled."""
     w_map = diagnostics.wasserstein_distance(truth, member0, spatial=True).compute()
     scores = {"wasserstein/member0": _clean(diagnostics.wasserstein_distance(truth, member0)),
               "wasserstein_map/member0": _clean(diagnostics.spatial_mean(w_map))}
-    if variable == "pr":
+    if kind == "precipitation":
         jja = filter_season(truth, "summer")
         scores["wasserstein_summer/member0"] = (
             _clean(diagnostics.wasserstein_distance(truth, member0, season="summer")) if jja.sizes[TIME] else None)
@@ -227,10 +274,11 @@ def binned_spread_skill(spread2: np.ndarray, err2: np.ndarray, n_bins: int = SPR
     return {"spread": spread, "rmse": rmse}
 
 
-def fss_thresholds(truth: xr.DataArray, variable: str) -> dict[str, float]:
-    """label -> threshold: pr 1/5/20 mm/day; tasmax the truth's pooled 90th/95th/99th percentiles (K)."""
-    if variable == "pr":
-        return {f"{t:g}mm": float(t) for t in PR_FSS_THRESHOLDS}
+def fss_thresholds(truth: xr.DataArray, info: VariableInfo) -> dict[str, float]:
+    """label -> threshold: precipitation 1/5/20 mm/day (in the data's units); otherwise (and for
+    precipitation of unknown units) the truth's pooled 90th/95th/99th percentiles."""
+    if info.kind == "precipitation" and info.threshold(1.0, "mm/day") is not None:
+        return {f"{t:g}mm": info.threshold(t, "mm/day") for t in PR_FSS_THRESHOLDS}
     values = truth.values[np.isfinite(truth.values)]
     return {f"p{p:g}": float(np.percentile(values, p)) for p in TASMAX_FSS_PERCENTILES}
 
@@ -293,28 +341,33 @@ def plot_series(truth: xr.DataArray | None, pred: xr.DataArray, label: str = "")
 
 # --- the report ------------------------------------------------------------------------------------------
 def compute_report(truth: xr.DataArray, pred: xr.DataArray, variable: str, dx_km: float | None = None,
-                   seed: int = 0, full: bool = True) -> EvaluationReport:
+                   seed: int = 0, full: bool = True, *, info: VariableInfo | None = None,
+                   benchmark: bool | None = None) -> EvaluationReport:
     """Every diagnostic of ``pred`` (member, time, row, col) against ``truth`` (time, row, col); see the
-    module docstring for the series each score uses. ``variable``: 'pr' or 'tasmax'.
+    module docstring for the series each score uses.
 
-    ``full=False`` (used for baselines) keeps RMSE, correlation, index biases, benchmark RALSD, Wasserstein,
-    spectra and quantiles, and leaves out the corrected RALSD, ensemble scores and FSS (the slow ones).
+    ``variable``: the target's name; ``info``: its kind and units (default: from the name, so 'pr' and
+    'tasmax' get the CORDEX ones), which pick the indices and convert their thresholds
+    (:func:`index_specs`). ``benchmark`` (default: ``info`` is a CORDEX target) keeps the benchmark's SU
+    threshold of 300 K. ``full=False`` (used for baselines) keeps RMSE, correlation, index biases, benchmark
+    RALSD, Wasserstein, spectra and quantiles, and leaves out the corrected RALSD, ensemble scores and FSS.
     """
-    if variable not in INDEX_BIASES:
-        raise ValueError(f"variable {variable!r}: expected one of {sorted(INDEX_BIASES)}")
+    info = info or default_info(variable)
+    if benchmark is None:
+        benchmark = CORDEX_TARGETS.get(info.name) == info
     truth, pred = prepare(truth, pred)
     pair = _pair(pred)
     labelled = plot_series(truth, pred)
     report = EvaluationReport({}, psd=psd_series(labelled, dx_km), quantiles=quantile_series(labelled))
-    for scores, maps in (deterministic_scores(truth, pred, pair), index_scores(truth, pair, variable),
-                         distribution_scores(truth, pair.sel({MEMBER: "member0"}, drop=True), variable)):
+    for scores, maps in (deterministic_scores(truth, pred, pair), index_scores(truth, pair, index_specs(info, benchmark)),
+                         distribution_scores(truth, pair.sel({MEMBER: "member0"}, drop=True), info.kind)):
         report.scores.update(scores)
         report.maps.update(maps)
     report.scores.update(spectral_scores(truth, pred, report.psd, corrected=full))
     if full:
         scores, report.rank_histogram, report.spread_skill_bins = ensemble_scores(truth, pred, seed)
         report.scores.update(scores)
-        report.fss_thresholds = fss_thresholds(truth, variable)
+        report.fss_thresholds = fss_thresholds(truth, info)
         report.scores.update(fss_scores(truth, pair, report.fss_thresholds))
     return report
 

@@ -2,13 +2,16 @@
 
 Both take predictors (B, C, h, w) and return (B, 1, H, W) in normalised target space, and expose
 ``sample(x_lr, n_members, static_hr=None) -> (B, n_members, H, W)``; being deterministic, their members
-are identical. Neither uses static covariates (the argument is accepted and ignored).
+are identical. Neither uses static covariates (the argument is accepted and ignored). The bilinear
+baseline also takes the day of year (``doy``) for its monthly correction; call generators through
+:func:`sample_members` to pass it to those that take it.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ml_benchmark_spategan.model import losses
@@ -52,23 +55,96 @@ class DeepESD(_Deterministic):
 
 
 class BilinearBaseline(_Deterministic):
-    """Bilinear interpolation (align_corners=False) of predictor ``channel`` to the target grid.
+    """The interpolation baseline: a matching predictor, bilinearly interpolated in physical units to every
+    target cell, plus a per-cell, per-month correction fitted on the training years::
 
-    No trainable parameters. The predictor is standardised, so its interpolated standardised anomaly is
-    taken as the standardised target: a physically motivated zero-skill-in-detail reference (t_850 for
-    tasmax, q_850 for pr), not a calibrated model.
+        y[b, i] = gain[m_b, i] * sum_k weight[i, k] * p[b, index[i, k]] + offset[m_b, i]
+
+    ``p`` is predictor ``channel`` with its normalisation undone (``channel = -1``: no predictor, the
+    prediction is ``offset``: the monthly training climatology); ``m_b`` the month of the day of year
+    ``doy[b]`` (row 12, the all-days fit, when no ``doy`` is given). The output is returned in normalised
+    target space like every generator (non-negative first for precipitation). No trainable parameters:
+    everything lives in buffers, filled by :meth:`load_fit` from
+    :func:`ml_benchmark_spategan.dataloader.baseline_fit.fit_bilinear_baseline` and saved in checkpoints.
     """
 
-    def __init__(self, channel: int, in_shape: tuple[int, int], out_shape: tuple[int, int]):
+    def __init__(self, in_shape: tuple[int, int], out_shape: tuple[int, int]):
         super().__init__()
-        self.channel, self.in_shape, self.out_shape = channel, tuple(in_shape), tuple(out_shape)
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        (h, w), (H, W) = self.in_shape, self.out_shape
+        self.register_buffer("channel", torch.tensor(-1, dtype=torch.int64))
+        self.register_buffer("index", torch.zeros(H * W, 4, dtype=torch.int64))
+        self.register_buffer("weight", torch.zeros(H * W, 4))
+        self.register_buffer("gain", torch.zeros(13, H, W))
+        self.register_buffer("offset", torch.zeros(13, H, W))
+        self.register_buffer("pred_shift", torch.zeros(h, w))
+        self.register_buffer("pred_scale", torch.ones(h, w))
+        self.register_buffer("pred_log1p_scale", torch.tensor(0.0))  # 0: no log1p
+        self.register_buffer("target_shift", torch.zeros(H, W))
+        self.register_buffer("target_scale", torch.ones(H, W))
+        self.register_buffer("target_log1p_scale", torch.tensor(0.0))
+        self.register_buffer("nonnegative", torch.tensor(False))
+        months = torch.repeat_interleave(torch.arange(12), torch.tensor([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]))
+        self.register_buffer("month_of_doy", torch.cat([torch.tensor([12]), months, torch.tensor([11])]))
 
-    def forward(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None) -> torch.Tensor:
-        if x_lr.ndim != 4 or x_lr.shape[1] <= self.channel or tuple(x_lr.shape[-2:]) != self.in_shape:
-            raise ValueError(f"x_lr: expected (batch, >{self.channel}, {self.in_shape[0]}, {self.in_shape[1]}), "
+    def load_fit(self, fit, predictor_params: dict, target_params: dict) -> None:
+        """Fill the buffers: ``fit`` (a ``BaselineFit``), the predictor and target normaliser ``params()``."""
+        self.channel.fill_(int(fit.channel))
+        self.index.copy_(torch.from_numpy(fit.index))
+        self.weight.copy_(torch.from_numpy(fit.weight))
+        self.gain.copy_(torch.from_numpy(fit.gain))
+        self.offset.copy_(torch.from_numpy(fit.offset))
+        if fit.channel >= 0:
+            c = fit.channel
+            for buf, key in ((self.pred_shift, "shift"), (self.pred_scale, "scale")):
+                arr = predictor_params[key]
+                buf.copy_(torch.from_numpy(arr[c if arr.shape[0] > 1 else 0]).expand_as(buf))
+            self.pred_log1p_scale.fill_(float(predictor_params.get("log1p_scale", 1.0)) if predictor_params["log1p"] else 0.0)
+        for buf, key in ((self.target_shift, "shift"), (self.target_scale, "scale")):
+            buf.copy_(torch.from_numpy(target_params[key][0]).expand_as(buf))
+        self.target_log1p_scale.fill_(float(target_params.get("log1p_scale", 1.0)) if target_params["log1p"] else 0.0)
+        self.nonnegative.fill_(bool(target_params.get("nonnegative", target_params["log1p"])))
+
+    def physical(self, x_lr: torch.Tensor, doy: torch.Tensor | None = None) -> torch.Tensor:
+        """The prediction (B, H, W) in the target's physical units."""
+        months = self.month_of_doy[doy.long().clamp(0, 366)] if doy is not None else \
+            torch.full((x_lr.shape[0],), 12, dtype=torch.int64, device=x_lr.device)
+        y = self.offset[months]
+        if int(self.channel) >= 0:
+            p = x_lr[:, int(self.channel)].float() * self.pred_scale + self.pred_shift
+            if float(self.pred_log1p_scale) > 0:
+                p = torch.expm1(p) / self.pred_log1p_scale
+            p = (p.flatten(1)[:, self.index] * self.weight).sum(-1).view(-1, *self.out_shape)
+            y = y + self.gain[months] * p
+        return y.clamp_min(0.0) if bool(self.nonnegative) else y
+
+    def forward(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None,
+                doy: torch.Tensor | None = None) -> torch.Tensor:
+        if x_lr.ndim != 4 or tuple(x_lr.shape[-2:]) != self.in_shape or x_lr.shape[1] <= int(self.channel):
+            raise ValueError(f"x_lr: expected (batch, >{int(self.channel)}, {self.in_shape[0]}, {self.in_shape[1]}), "
                              f"found {tuple(x_lr.shape)}")
-        x = x_lr[:, self.channel:self.channel + 1]
-        return F.interpolate(x, size=self.out_shape, mode="bilinear", align_corners=False)
+        y = self.physical(x_lr, doy)
+        if float(self.target_log1p_scale) > 0:
+            y = torch.log1p(y * self.target_log1p_scale)
+        return ((y - self.target_shift) / self.target_scale).unsqueeze(1)
+
+    def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None,
+               doy: torch.Tensor | None = None) -> torch.Tensor:
+        return self(x_lr, static_hr, doy).repeat(1, n_members, 1, 1)
+
+
+def accepts_doy(generator: nn.Module) -> bool:
+    """Whether ``generator.sample`` takes the day of year (``doy=``)."""
+    return "doy" in inspect.signature(generator.sample).parameters
+
+
+def sample_members(generator: nn.Module, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None,
+                   doy: torch.Tensor | None = None) -> torch.Tensor:
+    """``generator.sample(x_lr, n_members, static_hr=...)``, passing ``doy`` (day of year, (B,) int) to
+    generators that take it (e.g. the bilinear baseline's monthly correction)."""
+    if doy is not None and accepts_doy(generator):
+        return generator.sample(x_lr, n_members, static_hr=static_hr, doy=doy)
+    return generator.sample(x_lr, n_members, static_hr=static_hr)
 
 
 def train_regression_step(batch, model: nn.Module, optimizer: torch.optim.Optimizer, settings,

@@ -22,8 +22,6 @@ from ml_benchmark_spategan.model.baselines import BilinearBaseline, DeepESD
 from ml_benchmark_spategan.model.spagan2d import Discriminator, Generator
 
 KINDS = ("gan", "regression", "fixed")
-#: The predictor the bilinear baseline interpolates when ``model.bilinear_predictor`` is ``auto``.
-BILINEAR_AUTO = {"tasmax": "t_850", "pr": "q_850"}
 
 
 @dataclass(frozen=True)
@@ -80,21 +78,14 @@ def _build_deepesd(cfg, in_channels, in_shape, out_shape, static_channels, predi
     return ModelBundle(DeepESD(in_channels, in_shape, out_shape), None, "regression")
 
 
-def bilinear_channel(choice: str, predictor_names: Sequence[str], target_variable: str) -> int:
-    """Channel index of the bilinear baseline's predictor (``auto`` resolved from the target variable)."""
-    name = choice
-    if choice == "auto":
-        if target_variable not in BILINEAR_AUTO:
-            raise ValueError(f"model.bilinear_predictor: 'auto' is defined for targets {sorted(BILINEAR_AUTO)}, "
-                             f"found target {target_variable!r}; name a predictor instead")
-        name = BILINEAR_AUTO[target_variable]
-    if name not in predictor_names:
-        raise ValueError(f"model.bilinear_predictor: predictor {name!r} not among the predictors {list(predictor_names)}")
-    return list(predictor_names).index(name)
+def check_bilinear_predictor(choice: str, predictor_names: Sequence[str]) -> None:
+    """ValueError unless ``model.bilinear_predictor`` is ``auto``, ``none`` or one of the predictors (the
+    matching predictor itself is chosen when the baseline is fitted, from the variables' kinds)."""
+    if choice not in ("auto", "none") and predictor_names and choice not in predictor_names:
+        raise ValueError(f"model.bilinear_predictor: predictor {choice!r} not among the predictors {list(predictor_names)}")
 
 
 @register_model("bilinear")
 def _build_bilinear(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
-    channel = bilinear_channel(cfg.bilinear_predictor, predictor_names, target_variable)
-    return ModelBundle(BilinearBaseline(channel, in_shape, out_shape), None, "fixed")
-
+    check_bilinear_predictor(cfg.bilinear_predictor, predictor_names)
+    return ModelBundle(BilinearBaseline(in_shape, out_shape), None, "fixed")

@@ -5,7 +5,8 @@ predictions (B, 1, H, W), all in normalised space. Members of an ensemble are (B
 
 Generator
     Works on a coarse *working grid* (h0, w0) = ``cfg.working_grid`` if set, else
-    (ceil(H / 2**n), ceil(W / 2**n)) with n = len(cfg.upsample_channels) ×2 stages. For the benchmark
+    (ceil(H / 2**n), ceil(W / 2**n)) with n = len(cfg.upsample_channels) ×2 stages, but never coarser than
+    the predictor grid (h0 >= h, w0 >= w: a 19x29 target with 5x7 predictors works on 5x7). For the benchmark
     (16x16 -> 128x128, n = 3) the working grid is the predictor grid and no resizing happens. For
     bring-your-own grids the predictors are bilinearly interpolated from (h, w) to the working grid, the
     network upsamples by 2**n to (h0 * 2**n, w0 * 2**n) >= (H, W), and the output is bilinearly resized
@@ -68,14 +69,20 @@ __all__ = [
 BLOCKS_PER_STAGE = 2  # residual blocks after each ×2 upsampling
 
 
-def working_grid(out_shape: tuple[int, int], n_stages: int, override: tuple[int, ...] = ()) -> tuple[int, int]:
-    """Coarse grid (h0, w0) of the generator: ``override`` if given, else ceil(out / 2**n_stages)."""
+def working_grid(out_shape: tuple[int, int], n_stages: int, override: tuple[int, ...] = (),
+                 in_shape: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Coarse grid (h0, w0) of the generator: ``override`` if given, else ceil(out / 2**n_stages), but never
+    coarser than the predictor grid ``in_shape`` (each side at least the predictors'; a coarser working grid
+    would throw predictor information away before the first layer)."""
     if override:
         if len(override) != 2 or min(override) < 1:
             raise ValueError(f"model.generator.working_grid: expected two positive ints (h, w), found {tuple(override)}")
         return int(override[0]), int(override[1])
     f = 2**n_stages
-    return math.ceil(out_shape[0] / f), math.ceil(out_shape[1] / f)
+    grid = (math.ceil(out_shape[0] / f), math.ceil(out_shape[1] / f))
+    if in_shape is None:
+        return grid
+    return max(grid[0], int(in_shape[0])), max(grid[1], int(in_shape[1]))
 
 
 def _check_input(name: str, t: torch.Tensor, channels: int, shape: tuple[int, int]) -> None:
@@ -108,7 +115,7 @@ class Generator(nn.Module):
             raise ValueError("model.generator.upsample_channels: expected at least one stage, found ()")
         self.in_channels, self.static_channels = in_channels, static_channels
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
-        self.working_grid = working_grid(self.out_shape, len(cfg.upsample_channels), cfg.working_grid)
+        self.working_grid = working_grid(self.out_shape, len(cfg.upsample_channels), cfg.working_grid, self.in_shape)
         f, p, n = cfg.filters, cfg.dropout, cfg.n_coarse_blocks
         n_mid = max(1, n // 2)
         n_pre = (n - n_mid) // 2

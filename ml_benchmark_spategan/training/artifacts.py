@@ -53,21 +53,26 @@ def plot_sample(session, result, epoch: int) -> Path | None:
     sample = result.sample
     if sample is None:
         return None
-    var = session.cfg.data.target_variable
+    info = session.val_data.info
+    var = info.name
     names = [str(c) for c in session.val_data.predictors["channel"].values]
     name = SAMPLE_PREDICTOR.get(var, names[0]) if SAMPLE_PREDICTOR.get(var) in names else names[0]
     pred = session.val_data.predictors.isel(time=sample["day"]).sel(channel=name)
-    lat, lon = (np.asarray(pred[d].values) for d in pred.dims[-2:])
-    fig = sample_figure(_map_grid(session), np.asarray(pred.values), (lat, lon), name, sample["target"],
-                        sample["members"], title=f"epoch {epoch + 1}: {_day(sample['time'])}", var=var)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pgrid = map_grid_from_xarray(pred)
+    fig = sample_figure(_map_grid(session), np.asarray(pred.values), pgrid, name, sample["target"],
+                        sample["members"], title=f"epoch {epoch + 1}: {_day(sample['time'])}", var=var,
+                        units=info.units, kind=info.kind)
     return save_figure(fig, session.run_dir / "sample_plots" / f"epoch_{epoch + 1:03d}.png")
 
 
 def plot_diagnostics(session, result, epoch: int) -> Path:
     """``diagnostics_epoch_NNN.png``: RMSE / bias / std-ratio maps, the scores and the PSD curves."""
     scalars = {k: v for k, v in result.scalars.items() if k in DIAGNOSTIC_KEYS}
-    fig = diagnostics_figure(result.maps, scalars, _map_grid(session), session.cfg.data.target_variable,
-                             psd=result.psd, psd_xlabel="wavenumber bin (benchmark PSD)")
+    info = session.val_data.info
+    fig = diagnostics_figure(result.maps, scalars, _map_grid(session), info.name, psd=result.psd,
+                             psd_xlabel="wavenumber bin (benchmark PSD)", units=info.units, kind=info.kind)
     return save_figure(fig, session.run_dir / f"diagnostics_epoch_{epoch + 1:03d}.png")
 
 

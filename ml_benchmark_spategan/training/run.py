@@ -13,6 +13,7 @@ import torch
 
 from ml_benchmark_spategan.config.loader import ConfigError, config_to_dict, dump_config
 from ml_benchmark_spategan.config.schema import Config
+from ml_benchmark_spategan.dataloader.mask import save_target_mask, training_mask
 from ml_benchmark_spategan.dataloader.normalization import Normalizers
 from ml_benchmark_spategan.dataloader.reader import open_training_data
 from ml_benchmark_spategan.dataloader.split import split_data
@@ -38,6 +39,7 @@ from ml_benchmark_spategan.training.session import (
 )
 from ml_benchmark_spategan.training.signals import Preempted, StopFlag
 from ml_benchmark_spategan.training.validation import validate
+from ml_benchmark_spategan.utils.threads import apply_num_threads
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -81,6 +83,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
     Everything that can fail on bad input (device, data files, split, checkpoint) is checked before the
     run folder is created or changed. Under torchrun/srun every process runs this; rank 0 alone writes.
     """
+    threads = apply_num_threads(cfg.runtime.num_threads)
     device = resolve_device(cfg.device, cfg.on_missing_gpu)
     data = open_training_data(cfg.data)
     train_data, val_data = split_data(data, cfg.data)
@@ -92,6 +95,8 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
         folder = _shared_run_dir(cfg, folder, state, resume, dist)
         logger = setup_logging(folder if dist.main else None, console=dist.main)
         session = _start_session(cfg, folder, state, dist, train_data, val_data, logger)
+        logger.info("runtime: %d CPU thread(s) for torch and dask (runtime.num_threads=%d)", threads,
+                    cfg.runtime.num_threads)
         fit(session, stop)
     finally:
         stop.uninstall()
@@ -131,6 +136,7 @@ def _start_session(cfg, folder, state, dist, train_data, val_data, logger) -> Se
         if dist.main:
             logger.info("run folder: %s", folder)
             dump_config(cfg, folder / "config.yaml")
+            save_target_mask(folder / "normalization", training_mask(train_data), train_data.info)
         session = build_session(cfg, train_data, val_data, dist.device, folder, logger, dist=dist)
         if dist.main:
             session.normalizers.save(folder / "normalization")
@@ -148,14 +154,24 @@ def _start_session(cfg, folder, state, dist, train_data, val_data, logger) -> Se
     return session
 
 
+def _data_label(cfg: Config, data) -> str:
+    """``ALPS ESD_pseudo_reality pr`` or, for your own files, ``files tg_obs.nc:tg``."""
+    if cfg.data.source == "cordex":
+        return f"{cfg.data.domain} {cfg.data.experiment} {data.target_variable}"
+    return f"files {Path(cfg.data.files.target_file).name}:{data.target_variable}"
+
+
 def _log_start(session: Session, train_data, val_data) -> None:
     log, g = session.logger, session.bundle.generator
     n_g = sum(p.numel() for p in g.parameters())
     n_d = sum(p.numel() for p in session.bundle.discriminator.parameters()) if session.bundle.discriminator else 0
-    log.info("data: %s %s %s | train %d days, val %d days | predictors %s -> target %s",
-             session.cfg.data.domain, session.cfg.data.experiment, session.cfg.data.target_variable,
+    info = train_data.info
+    log.info("data: %s (%s, %s) | train %d days, val %d days | predictors %s -> target %s",
+             _data_label(session.cfg, train_data), info.kind, info.units or "no units",
              train_data.target.sizes["time"], val_data.target.sizes["time"],
              tuple(train_data.predictors.shape[1:]), tuple(train_data.target.shape[1:]))
+    for note in train_data.notes:
+        log.info("data: %s", note)
     log.info("model: %s (%s) | generator %.2f M params | discriminator %.2f M params | device %s | precision %s",
              session.cfg.model.name, session.bundle.kind, n_g / 1e6, n_d / 1e6, session.device,
              session.settings.precision)
@@ -232,7 +248,10 @@ def _validate_if_due(session: Session, epoch: int) -> dict[str, float]:
 def _log_epoch(session: Session, row: dict) -> None:
     keys = ["train/g/loss", "train/d/loss", "val/loss_mse", "val/rmse", "val/crps", "val/ralsd", "time/epoch_seconds"]
     parts = [f"{k}={row[k]:.4g}" for k in keys if isinstance(row.get(k), float)]
-    session.logger.info("epoch %d/%d %s", row["epoch"], session.cfg.training.epochs, " ".join(parts))
+    if session.bundle.kind == "fixed":  # nothing trained: one evaluation pass, not "epoch 1/20"
+        session.logger.info("%s (no training): %s", session.cfg.model.name, " ".join(parts))
+        return
+    session.logger.info("epoch %d/%d %s", row["epoch"], _epochs_to_run(session).stop, " ".join(parts))
 
 
 def _improved(session: Session, value: float | None) -> bool:

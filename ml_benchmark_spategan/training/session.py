@@ -14,6 +14,7 @@ import torch
 
 from ml_benchmark_spategan.config.loader import config_to_dict
 from ml_benchmark_spategan.config.schema import Config, OptimizerConfig
+from ml_benchmark_spategan.dataloader.baseline_fit import fit_bilinear_baseline
 from ml_benchmark_spategan.dataloader.normalization import Normalizers, fit_normalizers
 from ml_benchmark_spategan.dataloader.reader import DomainData
 from ml_benchmark_spategan.dataloader.torch_bridge import (
@@ -77,6 +78,7 @@ def model_geometry(train: DomainData, use_static: bool) -> dict:
         "static_channels": 1 if use_static else 0,
         "predictor_names": [str(v) for v in train.predictors["channel"].values],
         "target_variable": train.target_variable,
+        "target": train.info.to_dict(),
     }
 
 
@@ -127,6 +129,7 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
     static = static_hr(train, normalizers.static)
     geometry = model_geometry(train, static is not None)
     bundle = build_models(cfg, geometry, device)
+    _fit_fixed_model(bundle, train, normalizers, cfg, logger)
     optimizers = _optimizers(cfg, bundle, device)
     precision = resolve_precision(cfg.training.precision, device.type)
     settings = GanStepSettings.from_config(cfg.training, device.type)
@@ -144,6 +147,17 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
         optimizers=optimizers, schedulers=schedulers, scalers=scalers, logger=logger, dist=dist,
         trainables=trainables,
     )
+
+
+def _fit_fixed_model(bundle: ModelBundle, train: DomainData, normalizers: Normalizers, cfg: Config,
+                     logger: logging.Logger) -> None:
+    """Fit the statistics of a model without trainable parameters (the bilinear baseline) on ``train``."""
+    generator = bundle.generator
+    if not hasattr(generator, "load_fit"):
+        return
+    fit = fit_bilinear_baseline(train, cfg.model.bilinear_predictor)
+    generator.load_fit(fit, normalizers.predictors.params(), normalizers.target.params())
+    logger.info("%s", fit.description)
 
 
 def normalization_params(normalizers: Normalizers) -> dict:

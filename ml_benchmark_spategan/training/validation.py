@@ -24,6 +24,7 @@ import torch
 import xarray as xr
 
 from ml_benchmark_spategan.evaluation import diagnostics, indices, spectra, streaming
+from ml_benchmark_spategan.model.baselines import sample_members
 from ml_benchmark_spategan.model.losses import masked_l1, masked_mse
 from ml_benchmark_spategan.training.session import Session
 
@@ -55,7 +56,7 @@ def _predict_batches(session: Session, members: int):
     for batch in session.val_loader:
         batch = {k: v.to(session.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.no_grad():
-            samples = generator.sample(batch["x_lr"], members, static_hr=session.static_hr).float()
+            samples = sample_members(generator, batch["x_lr"], members, session.static_hr, batch.get("doy")).float()
             phys = inverse.inverse(samples)
             truth = inverse.inverse(batch["y_hr"])
         nan = ~batch["mask"]

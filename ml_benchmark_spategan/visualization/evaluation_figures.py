@@ -36,19 +36,26 @@ def psd_figure(curves: Mapping[str, tuple], var: str, title: str = "",
     return fig
 
 
-def histogram_bins(values: np.ndarray, var: str, n_bins: int = 60) -> np.ndarray:
-    """Shared histogram bin edges over the finite ``values``: from 0 for pr, from the minimum otherwise."""
+def _is_precipitation(var: str, kind: str | None) -> bool:
+    return kind == "precipitation" if kind is not None else var == "pr"
+
+
+def histogram_bins(values: np.ndarray, var: str, n_bins: int = 60, *, kind: str | None = None) -> np.ndarray:
+    """Shared histogram bin edges over the finite ``values``: from 0 for precipitation (``kind``, default from
+    the name ``var``), from the minimum otherwise."""
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    lo = 0.0 if var == "pr" else lo
+    lo = 0.0 if _is_precipitation(var, kind) else lo
     return np.linspace(lo, hi if hi > lo else lo + 1.0, n_bins + 1)
 
 
 def distribution_figure(values_by_label: Mapping[str, np.ndarray], bins: np.ndarray, quantiles_true: Sequence[float],
-                        quantiles_by_label: Mapping[str, Sequence[float]], var: str) -> Figure:
-    """Value histograms (density, log y for pr) and a QQ plot (log axes for pr) side by side."""
-    units, log = TARGET_UNITS.get(var, ""), var == "pr"
+                        quantiles_by_label: Mapping[str, Sequence[float]], var: str, *, units: str | None = None,
+                        kind: str | None = None) -> Figure:
+    """Value histograms (density, log y for precipitation) and a QQ plot (log axes for precipitation) side by
+    side; ``units`` default to the CORDEX units of ``var``, ``kind`` to the one of its name."""
+    units, log = (TARGET_UNITS.get(var, "") if units is None else units), _is_precipitation(var, kind)
     fig = _figure(2)
     ax = plot_histogram(fig.add_subplot(1, 2, 1), values_by_label, bins, log=log, xlabel=f"{var} ({units})")
     ax.set_title(f"{var} value distribution", fontsize=10)
@@ -58,11 +65,11 @@ def distribution_figure(values_by_label: Mapping[str, np.ndarray], bins: np.ndar
 
 
 def qq_figure(quantiles_true: Sequence[float], quantiles_by_label: Mapping[str, Sequence[float]], var: str,
-              title: str = "") -> Figure:
-    """One QQ panel (log axes for pr), e.g. several runs against the same truth."""
+              title: str = "", *, units: str | None = None, kind: str | None = None) -> Figure:
+    """One QQ panel (log axes for precipitation), e.g. several runs against the same truth."""
     fig = _figure()
-    ax = plot_qq(fig.add_subplot(1, 1, 1), quantiles_true, quantiles_by_label, log=var == "pr",
-                 units=TARGET_UNITS.get(var, ""))
+    ax = plot_qq(fig.add_subplot(1, 1, 1), quantiles_true, quantiles_by_label, log=_is_precipitation(var, kind),
+                 units=TARGET_UNITS.get(var, "") if units is None else units)
     ax.set_title(title or f"{var} quantile-quantile", fontsize=10)
     return fig
 
@@ -75,11 +82,11 @@ def rank_histogram_figure(counts: Sequence[int], title: str = "rank histogram") 
 
 
 def spread_skill_figure(spread: Sequence[float], rmse: Sequence[float], var: str, label: str = "",
-                        ratio: float | None = None) -> Figure:
+                        ratio: float | None = None, *, units: str | None = None) -> Figure:
     """Binned ensemble spread against the RMSE of the ensemble mean, with the 1:1 line."""
     fig = _figure(height=4.5, width=4.8)
     ax = plot_spread_skill(fig.add_subplot(1, 1, 1), spread, rmse, label=label)
-    units = TARGET_UNITS.get(var, "")
+    units = TARGET_UNITS.get(var, "") if units is None else units
     ax.set_xlabel(f"ensemble spread ({units})")
     ax.set_ylabel(f"RMSE of ensemble mean ({units})")
     suffix = f" (spread/skill = {ratio:.3g})" if ratio is not None else ""

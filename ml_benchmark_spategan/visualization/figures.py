@@ -14,14 +14,28 @@ from matplotlib.figure import Figure
 
 from ml_benchmark_spategan.cordex import TARGET_UNITS
 from ml_benchmark_spategan.visualization.curves import plot_lines, plot_psd
-from ml_benchmark_spategan.visualization.maps import MapGrid, add_map_axes, draw_outline, map_grid, plot_map
+from ml_benchmark_spategan.visualization.maps import (
+    MapGrid,
+    add_map_axes,
+    draw_outline,
+    map_grid,
+    plot_map,
+    pr_log_vmin,
+)
 
 #: History key prefixes (StyleGAN-style hierarchical log names) -> panel title in ``losses_figure``.
 LOSS_GROUPS = {"d/": "discriminator losses", "g/": "generator losses", "val/": "validation"}
 
 
-def _target_kind(var: str) -> str:
+def _target_kind(var: str, kind: str | None = None) -> str:
+    """Map colour scale of a target: from its kind (precipitation / temperature / generic), else its name."""
+    if kind is not None:
+        return {"precipitation": "pr", "temperature": "tasmax"}.get(kind, "sequential")
     return "pr" if var == "pr" else "tasmax" if var == "tasmax" else "sequential"
+
+
+def _units(var: str, units: str | None) -> str:
+    return TARGET_UNITS.get(var, "") if units is None else units
 
 
 def _predictor_kind(name: str) -> str:
@@ -29,29 +43,31 @@ def _predictor_kind(name: str) -> str:
 
 
 def sample_figure(grid: MapGrid, predictor2d, predictor_grid_latlon, predictor_name: str, target2d, members,
-                  title: str = "", var: str = "pr") -> Figure:
+                  title: str = "", var: str = "pr", *, units: str | None = None, kind: str | None = None) -> Figure:
     """One sample: a predictor, the target, up to three members, ensemble mean and spread.
 
     ``predictor2d (16, 16)`` on ``predictor_grid_latlon`` (a lat/lon :class:`MapGrid` or a ``(lat, lon)``
     pair of 1-D degrees), drawn on the target's projection with the target domain outlined;
-    ``target2d (ny, nx)`` and ``members (n, ny, nx)`` on ``grid``, in ``var``'s units. Target, members and
-    mean share one colour scale; the spread (member std) has its own.
+    ``target2d (ny, nx)`` and ``members (n, ny, nx)`` on ``grid``, in ``units`` (default: the CORDEX units of
+    ``var``); ``kind`` (precipitation / temperature / generic; default from ``var``) picks the colour scale.
+    Target, members and mean share one colour scale; the spread (member std) has its own.
     """
     members = np.asarray(members, dtype=np.float64)
     if members.ndim != 3 or members.shape[1:] != grid.shape:
         raise ValueError(f"sample_figure: members must be (n, ny, nx) with (ny, nx) = {grid.shape}, found {members.shape}")
     pgrid = predictor_grid_latlon if isinstance(predictor_grid_latlon, MapGrid) else map_grid(None, *predictor_grid_latlon)
-    if not grid.is_geographic:  # no projection to share: show the predictor as a plain image too
-        pgrid = map_grid(None, x=pgrid.x, y=pgrid.y)
+    if not grid.is_geographic or not pgrid.is_geographic:  # no projection to share: plain images
+        pgrid = map_grid(None, x=np.arange(pgrid.shape[1]), y=np.arange(pgrid.shape[0]))
     target2d = np.asarray(target2d, dtype=np.float64)
-    kind, units = _target_kind(var), TARGET_UNITS.get(var, "")
+    units = _units(var, units)
+    kind = _target_kind(var, kind)
     stacked = np.concatenate([target2d[None], members])
     lo, hi = np.nanmin(stacked), np.nanmax(stacked)
-    vmin, vmax = (None, hi) if kind == "pr" else (lo, hi)
+    vmin, vmax = (pr_log_vmin(units), hi) if kind == "pr" else (lo, hi)
     fig = Figure(figsize=(16, 7.5), layout="constrained")
     fig.suptitle(title)
 
-    ax = add_map_axes(fig, grid, 2, 4, 1)
+    ax = add_map_axes(fig, grid if pgrid.is_geographic else pgrid, 2, 4, 1)
     plot_map(ax, predictor2d, pgrid, kind=_predictor_kind(predictor_name), title=f"predictor {predictor_name}")
     if grid.is_geographic:
         draw_outline(ax, grid)
@@ -120,12 +136,12 @@ def diagnostics_history_figure(history: Mapping[str, Sequence[float]], epochs: S
     return fig
 
 
-def _diagnostic_kind(name: str, var: str) -> tuple[str, str | None]:
+def _diagnostic_kind(name: str, var: str, kind: str | None = None) -> tuple[str, str | None]:
     lowered = name.lower()
     if "ratio" in lowered:
         return "ratio", None
     if "bias" in lowered:
-        return "diverging", "BrBG" if var == "pr" else "RdBu_r"
+        return "diverging", "BrBG" if _target_kind(var, kind) == "pr" else "RdBu_r"
     return "sequential", None
 
 
@@ -140,22 +156,26 @@ def _scalars_panel(ax, scalars: Mapping[str, float]):
 
 def diagnostics_figure(diag_maps: Mapping[str, np.ndarray], scalars: Mapping[str, float], grid: MapGrid,
                        var: str, psd: Mapping[str, tuple] | None = None, ncols: int = 3,
-                       psd_xlabel: str = "wavenumber (cycles/km)") -> Figure:
+                       psd_xlabel: str = "wavenumber (cycles/km)", *, units: str | None = None,
+                       kind: str | None = None) -> Figure:
     """Diagnostic maps on ``grid`` plus a score table and an optional PSD panel.
 
     ``diag_maps[name] (ny, nx)``: names containing "bias" use a diverging scale centred at 0 ('BrBG' for pr),
     names containing "ratio" a log scale centred at 1, the rest (RMSE, ...) a sequential scale.
-    ``scalars``: domain-wide scores listed as text; ``psd[label] = (wavenumber, power)``.
+    ``scalars``: domain-wide scores listed as text; ``psd[label] = (wavenumber, power)``. ``units`` (default:
+    the CORDEX units of ``var``) label the colour bars; ``kind`` as in :func:`sample_figure`. Maps whose name
+    counts days (SU) are labelled ``days``.
     """
     n_panels = len(diag_maps) + 1 + (psd is not None)
     ncols = min(ncols, n_panels)
     nrows = math.ceil(n_panels / ncols)
     fig = Figure(figsize=(4.8 * ncols, 3.9 * nrows), layout="constrained")
-    units = TARGET_UNITS.get(var, "")
+    units = _units(var, units)
     for i, (name, field) in enumerate(diag_maps.items(), start=1):
-        kind, cmap = _diagnostic_kind(name, var)
+        map_kind, cmap = _diagnostic_kind(name, var, kind)
         ax = add_map_axes(fig, grid, nrows, ncols, i)
-        plot_map(ax, field, grid, kind=kind, cmap=cmap, title=f"{var} {name}", cbar_label="" if kind == "ratio" else units)
+        label = "" if map_kind == "ratio" else "days" if "of su" in name else units
+        plot_map(ax, field, grid, kind=map_kind, cmap=cmap, title=f"{var} {name}", cbar_label=label)
     _scalars_panel(fig.add_subplot(nrows, ncols, len(diag_maps) + 1), scalars)
     if psd is not None:
         ax = fig.add_subplot(nrows, ncols, len(diag_maps) + 2)

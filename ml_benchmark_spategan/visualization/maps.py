@@ -8,7 +8,11 @@ Projections:
 * ALPS is drawn on its own spherical Lambert Conformal grid (``pcolormesh`` on x/y in metres).
 * NZ, SA and any regular 1-D lat/lon grid are drawn in PlateCarree; grids near the dateline
   (NZ, its predictors) use ``central_longitude=180`` so nothing is split at ±180°.
-* A grid of unknown projection (no domain, no 1-D lat/lon) falls back to plain ``imshow`` axes.
+* Rotated-pole grids (CF ``rotated_latitude_longitude``, or rlat/rlon with 2-D lat/lon) are drawn in their
+  ``RotatedPole`` CRS; other CF grid mappings (Lambert conformal, transverse Mercator, stereographic, ...)
+  in their own projection; other grids with 2-D lat/lon as curvilinear meshes in PlateCarree
+  (:mod:`.grids` recognises them).
+* A grid that cannot be placed on the globe falls back to plain ``imshow`` axes (one warning per grid).
 
 Map data: coastlines and borders come from cartopy's Natural Earth 50m shapefiles. They are drawn only
 when the files already exist on disk (see :func:`configure_cartopy_data`); otherwise the map is drawn
@@ -38,6 +42,16 @@ NATURAL_EARTH_LAYERS = {
 NATURAL_EARTH_SCALE = "50m"
 MAP_KINDS = ("pr", "tasmax", "diverging", "sequential", "ratio")
 PR_LOG_VMIN = 0.1  # mm/day: the lower end of the pr colour scale; drier cells get its colour
+
+
+def pr_log_vmin(units: str | None) -> float:
+    """:data:`PR_LOG_VMIN` (0.1 mm/day) in ``units`` (e.g. 1.16e-6 kg m-2 s-1); unchanged for unknown units."""
+    from ml_benchmark_spategan.variables import UnitError, convert
+
+    try:
+        return float(convert(PR_LOG_VMIN, "mm/day", units or "mm/day"))
+    except UnitError:
+        return PR_LOG_VMIN
 _STATE = {"configured": False}
 
 
@@ -47,8 +61,11 @@ class MapGrid:
     """Geometry of a 2-D field of shape ``(len(y), len(x))`` for drawing.
 
     ``projection``: ``"lcc"`` (x/y in metres on the ALPS Lambert Conformal grid), ``"latlon"`` (x = longitude
-    in degrees east relative to ``central_longitude``, y = latitude in degrees north) or ``"plain"``
-    (x/y are column/row indices). ``lat``/``lon`` (degrees) are kept for reference and may be ``None``.
+    in degrees east relative to ``central_longitude``, y = latitude in degrees north), ``"rotated"`` (x/y =
+    rotated longitude/latitude in degrees; ``params`` = cartopy ``RotatedPole`` arguments), ``"projected"``
+    (x/y in metres of the CF grid mapping in ``params``), ``"curvilinear"`` (x/y = 2-D longitude/latitude of
+    every cell, drawn in PlateCarree) or ``"plain"`` (x/y are column/row indices: a grid that cannot be
+    placed on the globe). ``lat``/``lon`` (degrees) are kept for reference and may be ``None``.
     """
 
     domain: str | None
@@ -58,10 +75,11 @@ class MapGrid:
     lat: np.ndarray | None = None
     lon: np.ndarray | None = None
     central_longitude: float = 0.0
+    params: dict | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
-        return (self.y.size, self.x.size)
+        return tuple(self.y.shape) if np.ndim(self.y) == 2 else (self.y.size, self.x.size)
 
     @property
     def is_geographic(self) -> bool:
@@ -81,12 +99,21 @@ class MapGrid:
                 false_northing=ALPS_LCC["false_northing"],
                 globe=globe,
             )
-        if self.projection == "latlon":
+        if self.projection in ("latlon", "curvilinear"):
             return ccrs.PlateCarree(central_longitude=self.central_longitude)
+        if self.projection == "rotated":
+            return ccrs.RotatedPole(**self.params)
+        if self.projection == "projected":
+            from ml_benchmark_spategan.visualization.grids import cf_projection
+
+            return cf_projection(self.params)
         return None
 
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
-        """Cell edges ``(x_edges (nx+1,), y_edges (ny+1,))`` in the units of ``x``/``y``."""
+        """Cell edges ``(x_edges (nx+1,), y_edges (ny+1,))`` in the units of ``x``/``y`` (2-D grids:
+        ``(ny+1, nx+1)`` corner arrays)."""
+        if np.ndim(self.x) == 2:
+            return _corner_edges(self.x), _corner_edges(self.y)
         return _cell_edges(self.x, "x"), _cell_edges(self.y, "y")
 
     def extent(self) -> tuple[float, float, float, float]:
@@ -104,6 +131,13 @@ def _cell_edges(centres: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"map grid coordinate {name!r} is not strictly monotonic")
     mid = 0.5 * (c[1:] + c[:-1])
     return np.concatenate([[c[0] - 0.5 * steps[0]], mid, [c[-1] + 0.5 * steps[-1]]])
+
+
+def _corner_edges(centres: np.ndarray) -> np.ndarray:
+    """Corners (ny+1, nx+1) of a 2-D array of cell centres: midpoints inside, extrapolated at the border."""
+    c = np.asarray(centres, dtype=np.float64)
+    pad = np.pad(c, 1, mode="reflect", reflect_type="odd")
+    return 0.25 * (pad[:-1, :-1] + pad[1:, :-1] + pad[:-1, 1:] + pad[1:, 1:])
 
 
 def _wrap_lon(lon: np.ndarray, central_longitude: float) -> np.ndarray:
@@ -166,11 +200,21 @@ def map_grid_for_domain(domain: str) -> MapGrid:
 
 
 def map_grid_from_xarray(obj, domain: str | None = None) -> MapGrid:
-    """:class:`MapGrid` from an xarray object's ``lat``/``lon`` (and ``x``/``y`` km for ALPS) coordinates."""
-    def coord(name):
-        return np.asarray(obj.coords[name].values) if name in obj.coords else None
+    """:class:`MapGrid` of an xarray object's last two (spatial) dims.
 
-    return map_grid(domain, coord("lat"), coord("lon"), coord("x"), coord("y"))
+    CORDEX domains use their known geometry. Otherwise, in this order: a CF grid mapping (the object's
+    ``grid_mapping`` coordinate: rotated pole or a projection), 1-D latitude/longitude dims, rlat/rlon dims
+    with 2-D lat/lon (the rotated pole is recovered from them), any 2-D lat/lon (curvilinear), and last
+    grid coordinates (plain axes) with one warning per grid (see :mod:`.grids`).
+    """
+    from ml_benchmark_spategan.visualization.grids import grid_from_xarray
+
+    if domain is not None:
+        def coord(name):
+            return np.asarray(obj.coords[name].values) if name in obj.coords else None
+
+        return map_grid(domain, coord("lat"), coord("lon"), coord("x"), coord("y"))
+    return grid_from_xarray(obj)
 
 
 # --- offline Natural Earth data ---------------------------------------------------------------------
@@ -304,8 +348,12 @@ def draw_outline(ax, grid: MapGrid, **line_kwargs):
     if not grid.is_geographic:
         raise ValueError("draw_outline: the grid has no geographic projection")
     xe, ye = grid.edges()
-    bx = np.concatenate([xe, np.full(ye.size, xe[-1]), xe[::-1], np.full(ye.size, xe[0])])
-    by = np.concatenate([np.full(xe.size, ye[0]), ye, np.full(xe.size, ye[-1]), ye[::-1]])
+    if xe.ndim == 2:  # curvilinear: walk the corner arrays' border
+        bx = np.concatenate([xe[0], xe[1:, -1], xe[-1, ::-1], xe[::-1, 0]])
+        by = np.concatenate([ye[0], ye[1:, -1], ye[-1, ::-1], ye[::-1, 0]])
+    else:
+        bx = np.concatenate([xe, np.full(ye.size, xe[-1]), xe[::-1], np.full(ye.size, xe[0])])
+        by = np.concatenate([np.full(xe.size, ye[0]), ye, np.full(xe.size, ye[-1]), ye[::-1]])
     style = {"color": "k", "linewidth": 1.0, "linestyle": "--"} | line_kwargs
     ax.plot(bx, by, transform=grid.crs(), **style)
     return ax
