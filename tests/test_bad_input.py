@@ -69,6 +69,11 @@ def data_cases(d: Path, pred: Path, target: Path) -> dict[str, tuple[list[str], 
     shifted = target_dataset(daily_times("1990-01-01", 730, hour=0), shape=(32, 32))
     nan_val = target_dataset(times, shape=(32, 32))
     nan_val["pr"][365:] = np.nan
+    no_t = predictor_dataset(times, shape=(8, 8), variables=[v for v in PREDICTOR_VARIABLES if v != "t_850"])
+    only_t = predictor_dataset(times, shape=(8, 8), variables=["t_850"])
+    far_t = only_t.assign_coords(lat=only_t["lat"] + 60.0)
+    gappy_t = only_t.isel(time=np.r_[0:99, 100:730])
+    split_files = lambda name, ds: f"data.files.predictor_files=[{_variant(d, 'no_t.nc', no_t)}, {_variant(d, name, ds)}]"  # noqa: E731
     corrupt = d / "corrupt.nc"
     corrupt.write_bytes(b"CDF\x02 this is not a netcdf file" * 50)
     return {
@@ -85,6 +90,11 @@ def data_cases(d: Path, pred: Path, target: Path) -> dict[str, tuple[list[str], 
         "all-NaN target split": ([f"data.files.target_file={_variant(d, 'nanval.nc', nan_val)}"], "NaN"),
         "corrupt NetCDF": ([f"data.files.target_file={corrupt}"], "corrupt.nc"),
         "split years outside the data": (["data.val_years=[2050]"], "2050"),
+        "predictor grids do not overlap": ([split_files("far_t.nc", far_t)],
+                                           r"predictor 't_850' \(.*far_t.nc\) onto the grid of 'z_850'.*do not overlap"),
+        "predictor lacks a time step": ([split_files("gappy_t.nc", gappy_t)],
+                                        r"predictor 't_850' \(.*gappy_t.nc\) lacks time step 1990-04-10"),
+        "test years overlap training": (["data.test_years=[1990]"], r"data.test_years and data.train_years overlap in 1990"),
     }
 
 
@@ -94,6 +104,7 @@ CONFIG_CASES = {
     "negative learning rate": (["training.optimizer_g.learning_rate=-0.001"], r"must be > 0"),
     "batch size 0": (["training.batch_size=0"], r"training.batch_size: must be >= 1"),
     "bad choice": (["data.domain=EUR"], "ALPS"),
+    "bad target kind": (["data.target_kind=rain"], r"data.target_kind: 'rain' is not one of .*'precipitation'"),
     # checked by the model builder against the data's predictor names, still before the run folder exists
     "unknown bilinear predictor": (["model.name=bilinear", "model.bilinear_predictor=t_1000"],
                                    r"model.bilinear_predictor: predictor 't_1000' not among"),
@@ -115,7 +126,9 @@ def test_config_errors(case, files, tmp_path, capsys):
 @pytest.mark.parametrize("case", ["missing data root", "missing predictor file", "missing target file",
                                   "missing predictor variable", "target variable absent", "wrong dims",
                                   "time mismatch", "NaN in predictors", "Inf in predictors",
-                                  "all-NaN target split", "corrupt NetCDF", "split years outside the data"])
+                                  "all-NaN target split", "corrupt NetCDF", "split years outside the data",
+                                  "predictor grids do not overlap", "predictor lacks a time step",
+                                  "test years overlap training"])
 def test_data_errors(case, files, tmp_path, capsys):
     import re
 
