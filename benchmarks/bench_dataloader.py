@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ml_benchmark_spategan.utils.threads import apply_num_threads
+
 EXPERIMENTS = {"naive": "ESD_pseudo_reality", "streaming": "ESD_pseudo_reality", "memory": "ESD_pseudo_reality",
                "streaming_40y": "Emulator_hist_future"}
 
@@ -113,14 +115,17 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep generated data")
     parser.add_argument("--run", choices=sorted(EXPERIMENTS), help=argparse.SUPPRESS)
     parser.add_argument("--configs", nargs="*", default=["naive", "streaming", "memory", "streaming_40y"])
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads of torch and dask (0 = auto)")
     args = parser.parse_args()
+    apply_num_threads(args.threads)
     if args.run:
         return child(args)
     root = Path(args.root)
     generated = ensure_domain(root, args.domain)
     results = []
     for config in args.configs:
-        out = subprocess.run([sys.executable, __file__, "--run", config, "--root", str(root), "--domain", args.domain],
+        out = subprocess.run([sys.executable, __file__, "--run", config, "--root", str(root), "--domain", args.domain,
+                              "--threads", str(args.threads)],
                              check=True, capture_output=True, text=True)
         line = out.stdout.strip().splitlines()[-1]
         print(line, flush=True)

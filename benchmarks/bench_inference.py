@@ -58,6 +58,7 @@ from ml_benchmark_spategan.dataloader.torch_bridge import TorchNormalizer
 from ml_benchmark_spategan.inference import predict_array
 from ml_benchmark_spategan.model.amp import autocast, resolve_precision
 from ml_benchmark_spategan.model.spagan2d import Generator
+from ml_benchmark_spategan.utils.threads import apply_num_threads
 
 #: Inverse transforms in the form of ``Normalizer.params()``: pr (log1p_standardize, mm/day), tasmax (K).
 PR_PARAMS = {"log1p": True, "shift": np.full((1, 1, 1), 0.9, np.float32), "scale": np.full((1, 1, 1), 1.2, np.float32)}
@@ -232,7 +233,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--write", action="store_true", help="also write pr + tasmax as a compressed NetCDF")
     p.add_argument("--domain", default="ALPS", choices=("ALPS", "NZ", "SA"), help="grid and dtypes for --write")
     p.add_argument("--out-dir", default=None, help="folder for --write (default: a temporary folder)")
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (0 = auto: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK or the CPUs this process may use; "
+                        "see ml_benchmark_spategan.utils.threads); 1 is much faster on an oversubscribed CPU")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     for name in ("members", "days"):
@@ -245,8 +248,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_num_threads(args.threads)
     cuda = device.type == "cuda"
     args.days = args.days or (7300 if cuda else 32)
     batch_sizes = args.batch_sizes or ([256, 512, 1024] if cuda else [8])

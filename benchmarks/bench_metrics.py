@@ -17,6 +17,7 @@ import xarray as xr
 from ml_benchmark_spategan.evaluation import diagnostics as D
 from ml_benchmark_spategan.evaluation import ensemble as E
 from ml_benchmark_spategan.evaluation import spectra as S
+from ml_benchmark_spategan.utils.threads import apply_num_threads
 
 
 def synthetic(days: int, size: int, seed: int = 0) -> tuple[xr.Dataset, xr.Dataset]:
@@ -82,7 +83,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--members", type=int, default=0, help="also time ensemble scores with this many members")
     parser.add_argument("--dask", action="store_true", help="chunk the inputs with dask (lat blocks of 32)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads of torch and dask (0 = auto)")
     args = parser.parse_args()
+    apply_num_threads(args.threads)
     x0, x1 = synthetic(args.days, args.size)
     if args.dask:
         x0, x1 = x0.chunk({"lat": 32}), x1.chunk({"lat": 32})

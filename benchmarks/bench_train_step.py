@@ -52,6 +52,7 @@ from ml_benchmark_spategan.cordex import PREDICTOR_VARIABLES, predictor_coords, 
 from ml_benchmark_spategan.model import spagan2d
 from ml_benchmark_spategan.model.spagan2d import Discriminator, GanStepSettings, Generator, train_gan_step
 from ml_benchmark_spategan.training.session import build_optimizer
+from ml_benchmark_spategan.utils.threads import apply_num_threads
 
 N_PREDICTORS = len(PREDICTOR_VARIABLES)
 IN_SHAPE = tuple(len(predictor_coords("SA")[k]) for k in ("lat", "lon"))  # (16, 16)
@@ -375,7 +376,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ablation", action="store_true",
                    help="per batch size: " + " -> ".join(name for name, _ in ABLATION))
     p.add_argument("--threads", type=int, default=0,
-                   help="torch intra-op threads (0 = torch's default); 1 is much faster on an oversubscribed CPU")
+                   help="CPU threads (0 = auto: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK or the CPUs this process may use; "
+                        "see ml_benchmark_spategan.utils.threads); 1 is much faster on an oversubscribed CPU")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or min(args.batch_sizes) < 1:
@@ -387,8 +389,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_num_threads(args.threads)
     flops: dict[tuple, float] = {}  # FLOPs depend on sizes / n_critic / ensemble only: count once
     for name, cfg in configurations(args, device):
         key = (cfg.sizes, cfg.n_critic, cfg.ensemble_size)
