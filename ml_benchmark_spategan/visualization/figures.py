@@ -72,11 +72,12 @@ def sample_figure(grid: MapGrid, predictor2d, predictor_grid_latlon, predictor_n
     if grid.is_geographic:
         draw_outline(ax, grid)
     panels = [("target", target2d)] + [(f"member {i + 1}", m) for i, m in enumerate(members[:3])]
-    panels.append((f"ensemble mean (n={members.shape[0]})", np.nanmean(members, axis=0)))
+    # plain mean/std: a masked cell is NaN in every member and stays NaN (nanmean would warn on it)
+    panels.append((f"ensemble mean (n={members.shape[0]})", np.mean(members, axis=0)))
     for index, (name, field) in enumerate(panels, start=2):
         plot_map(add_map_axes(fig, grid, 2, 4, index), field, grid, kind=kind, vmin=vmin, vmax=vmax,
                  title=f"{var} {name}", cbar_label=units)
-    spread = np.nanstd(members, axis=0) if members.shape[0] > 1 else np.full(grid.shape, np.nan)
+    spread = np.std(members, axis=0) if members.shape[0] > 1 else np.full(grid.shape, np.nan)
     plot_map(add_map_axes(fig, grid, 2, 4, len(panels) + 2), spread, grid, kind="sequential",
              title=f"{var} ensemble spread (std)", cbar_label=units)
     return fig
