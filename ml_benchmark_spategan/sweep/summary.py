@@ -101,7 +101,8 @@ def _importance_figure(sw: Sweep, path: Path) -> Path | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            importances = optuna.importance.get_param_importances(sw.study)
+            importances = optuna.importance.get_param_importances(
+                sw.study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
     except (ValueError, RuntimeError) as err:  # too few completed trials, or no parameter varied
         logger().info("no importance plot yet: %s", err)
         return None
