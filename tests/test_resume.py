@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_training_e2e import tiny_overrides
+from test_sweep import as_overrides, tiny_base_dict
 
 from ml_benchmark_spategan.config import load_config
 from ml_benchmark_spategan.training.resume import RESUMABLE_KEYS
@@ -25,11 +25,17 @@ def _main(*argv: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def finished_run(cordex_root, tmp_path_factory):
-    """A 1-epoch run made with --set overrides only (tiny model, NZ, 2 steps)."""
-    sets = tiny_overrides(cordex_root, tmp_path_factory.mktemp("runs"), **{
-        "training.epochs": 1, "training.max_steps_per_epoch": 2, "logging.plot_every_epochs": 0})
-    return train(load_config(ROOT / "config.yml", sets))
+def tiny_sets(tmp_path_factory) -> list[str]:
+    """--set overrides of a tiny 1-epoch run (bring-your-own 32x32 data, ~0.01 M parameters)."""
+    tree = tiny_base_dict(tmp_path_factory.mktemp("resume_data"))
+    tree["training"]["epochs"] = 1
+    return as_overrides(tree)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_sets):
+    """A 1-epoch run made from config.yml with --set overrides only."""
+    return train(load_config(ROOT / "config.yml", tiny_sets))
 
 
 @pytest.fixture
@@ -91,7 +97,7 @@ def test_unsafe_changes_are_refused_naming_the_key(run_copy, capsys, args, key):
     assert f"{key}: cannot change when resuming {run_copy}" in err
     assert "keys that may change on resume: training.epochs" in err
     if "--config" in args:  # every differing key is named, with the way out
-        assert "model.generator.n_coarse_blocks" in err and "drop --config" in err
+        assert "data.source" in err and "model.generator.n_coarse_blocks" in err and "drop --config" in err
     assert _snapshot(run_copy) == before
 
 
@@ -107,13 +113,13 @@ def test_run_dir_naming_another_folder_is_refused(run_copy, tmp_path, capsys):
     assert "name different folders" in capsys.readouterr().err
 
 
-def test_resume_auto_with_the_original_arguments_continues(run_copy, cordex_root, tmp_path, capsys):
-    """What a requeued SLURM job does: the same --config/--set as the first start, --resume auto."""
-    sets = tiny_overrides(cordex_root, tmp_path / "unused", **{
-        "training.epochs": 2, "training.max_steps_per_epoch": 2, "logging.plot_every_epochs": 0})
+def test_resume_auto_with_the_original_arguments_continues(run_copy, tiny_sets, capsys):
+    """What a requeued SLURM job does: the same --config/--set as the first start (here with more epochs)."""
+    sets = [s if not s.startswith("training.epochs=") else "training.epochs=2" for s in tiny_sets]
     args = ["--config", str(ROOT / "config.yml"), "--run-dir", str(run_copy), "--resume", "auto"]
     assert _main(*args, *sum((["--set", s] for s in sets), [])) == 0, capsys.readouterr().err
     assert [h["epoch"] for h in json.loads((run_copy / "history.json").read_text())] == [1, 2]
+    assert "resumed" in (run_copy / "training.log").read_text()
 
 
 def test_resumable_keys_exist_in_the_schema():

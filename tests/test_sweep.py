@@ -29,14 +29,13 @@ from ml_benchmark_spategan.config import ConfigError, load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> Path:
-    """Base config of the trials: 32 training days (1990), 16 validation days (1991), a tiny SpaGAN."""
-    folder = tmp_path_factory.mktemp("sweep_data")
+def tiny_base_dict(folder: Path) -> dict:
+    """Config of a tiny run: 32 training days (1990), 16 validation days (1991), 8x8 predictors -> 32x32
+    target, a SpaGAN of ~0.01 M parameters; the NetCDF files are written into ``folder``."""
     times = np.concatenate([daily_times("1990-01-01", 32), daily_times("1991-01-01", 16)])
     pred = write(predictor_dataset(times, shape=(8, 8)), folder / "pred.nc")
     target = write(target_dataset(times, shape=(32, 32)), folder / "target.nc")
-    base = {
+    return {
         "data": {"source": "files", "train_years": [1990], "val_years": [1991], "use_orography": False,
                  "files": {"predictor_files": [str(pred)], "target_file": str(target)}},
         "model": {"generator": {"filters": 8, "upsample_channels": [8, 8], "n_coarse_blocks": 1},
@@ -46,8 +45,25 @@ def tiny_base(tmp_path_factory) -> Path:
         "logging": {"progress_bar": False, "plot_every_epochs": 0, "checkpoint_every_epochs": 0},
         "device": "cpu", "run": {"root": str(folder / "runs")},
     }
+
+
+def as_overrides(tree: dict, prefix: str = "") -> list[str]:
+    """``tree`` as ``--set`` arguments (key.path=value, value in YAML flow style)."""
+    out = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += as_overrides(value, f"{path}.")
+        else:
+            out.append(f"{path}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix(chr(10) + '...')}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sweep_data")
     path = folder / "base.yml"
-    path.write_text(yaml.safe_dump(base))
+    path.write_text(yaml.safe_dump(tiny_base_dict(folder)))
     return path
 
 
@@ -337,3 +353,86 @@ def test_a_worker_with_another_space_cannot_join(tiny_base, tmp_path, capsys, pr
                          "--sweep-dir", str(sweep.folder), "--summary")
     assert status == 2
     assert "study 'planted' exists with another space" in capsys.readouterr().err
+
+
+def test_stop_signal_requeues_the_trial_and_a_later_worker_resumes_it_mid_epoch(tiny_base, tmp_path):
+    """SIGUSR1 in the middle of a trial's first epoch (SLURM's warning before the time limit): the worker
+    saves last.pt, fails and re-queues its trial and returns 75; the next worker continues the same folder
+    from the interrupted step."""
+    import ml_benchmark_spategan.training.loop as loop
+    from ml_benchmark_spategan.sweep.space import load_space
+    from ml_benchmark_spategan.sweep.worker import WorkerOptions, prepare, run_worker, setup_logging
+
+    space = _space(tmp_path, {LR: {"type": "float", "low": 1e-5, "high": 1e-3, "log": True}}, trials=1)
+    base = load_config(tiny_base, ["training.epochs=1"])
+    opts = WorkerOptions(study="s", folder=tmp_path / "sweep", storage=str(tmp_path / "sweep" / "journal.log"), n_trials=1)
+    setup_logging()
+    real_step, calls = loop._step, {"n": 0}
+
+    def step_then_signal(session, batch):
+        out = real_step(session, batch)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return out
+
+    loop._step = step_then_signal
+    try:
+        assert run_worker(prepare(base, load_space(space, base), opts), opts.storage) == 75
+    finally:
+        loop._step = real_step
+    sweep = prepare(base, load_space(space, base), opts)
+    stopped, waiting = sweep.study.get_trials()
+    assert stopped.state == TrialState.FAIL and "worker stopped" in stopped.user_attrs["lost"]
+    assert waiting.state == TrialState.WAITING and waiting.params == stopped.params
+    run = Path(stopped.user_attrs["run_dir"])
+    assert json.loads((run / "trial.json").read_text())["state"] == "requeued"
+    assert run_worker(sweep, opts.storage) == 0
+    retry = sweep.study.trials[1]
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["run_dir"] == str(run)
+    assert "resumed" in (run / "training.log").read_text() and "step 1 of the epoch" in (run / "training.log").read_text()
+    assert json.loads((run / "history.json").read_text())[0]["train/steps"] == 2
+
+
+def _running(number: int, worker: dict, started_ago: float, beat_ago: float | None):
+    import datetime as dt
+
+    now = dt.datetime.now()
+    system = {} if beat_ago is None else {"heartbeat": [number, time.time() - beat_ago]}
+    return optuna.trial.FrozenTrial(number=number, trial_id=number, state=TrialState.RUNNING, value=None, values=None,
+                                    datetime_start=now - dt.timedelta(seconds=started_ago), datetime_complete=None,
+                                    params={}, distributions={}, user_attrs={"worker": worker}, system_attrs=system,
+                                    intermediate_values={})
+
+
+def test_lost_trials_are_told_by_process_or_heartbeat():
+    import socket
+
+    from ml_benchmark_spategan.sweep.study import lost_reason, worker_identity
+
+    me = worker_identity(3)
+    dead = {**me, "pid": 2**22 + 12345}  # above the default pid_max: no such process
+    elsewhere = {"host": "node-that-is-not-this-one", "pid": 1, "trial": 3}
+    assert lost_reason(_running(3, me, 10_000, 10_000), grace_seconds=600) is not None  # silent too long
+    assert lost_reason(_running(3, me, 10_000, 5), grace_seconds=600) is None  # alive here and beating
+    assert "is gone" in lost_reason(_running(3, dead, 1, 1), grace_seconds=600)
+    assert lost_reason(_running(3, elsewhere, 10_000, 30), grace_seconds=600) is None
+    assert "no heartbeat for" in lost_reason(_running(3, elsewhere, 10_000, 700), grace_seconds=600)
+    assert lost_reason(_running(4, dead, 1, None), grace_seconds=600) is None  # a retry's copied attrs: not its worker
+    assert me["host"] == socket.gethostname()
+
+
+def test_heartbeat_notices_a_trial_finished_by_someone_else():
+    from ml_benchmark_spategan.sweep.study import Heartbeat, budget_used, fail_and_requeue, should_ask
+
+    study = optuna.create_study()
+    trial = study.ask()
+    heartbeat = Heartbeat(study, trial, interval_seconds=3600)
+    heartbeat.beat()
+    assert not heartbeat.lost and study.trials[0].system_attrs["heartbeat"][0] == 0
+    fail_and_requeue(study, trial._trial_id, "test", max_retries=1)
+    heartbeat.beat()
+    assert heartbeat.lost
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert budget_used(trials) == 1 and should_ask(study, 1)  # the re-queued copy stands for the failed trial

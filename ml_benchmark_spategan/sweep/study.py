@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,7 +152,9 @@ def fail_and_requeue(study: optuna.Study, trial_id: int, reason: str, max_retrie
     except optuna.exceptions.UpdateFinishedTrialError:
         return None
     failed = storage.get_trial(trial_id)
-    RetryHeartbeatStaleTrialCallback(max_retry=max_retries)(study, failed)
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retries)(study, failed)
     return failed
 
 

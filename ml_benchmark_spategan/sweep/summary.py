@@ -117,10 +117,10 @@ def write_summary(sw: Sweep) -> dict[str, Path]:
     """Write best_config.yaml, trials.csv and the figures; returns {name: path} of what was written."""
     trials = sw.study.get_trials()
     out = {"trials.csv": write_trials_csv(sw, trials, sw.folder / "trials.csv")}
-    if not trials:
-        return out
-    out["optimization_history.png"] = _history_figure(sw, trials, sw.folder / "optimization_history.png")
-    out["learning_curves.png"] = _curves_figure(sw, trials, sw.folder / "learning_curves.png")
+    if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+        out["optimization_history.png"] = _history_figure(sw, trials, sw.folder / "optimization_history.png")
+    if any(t.intermediate_values for t in trials):
+        out["learning_curves.png"] = _curves_figure(sw, trials, sw.folder / "learning_curves.png")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete:
         out["best_config.yaml"] = write_best_config(sw, sw.study.best_trial, sw.folder / "best_config.yaml")

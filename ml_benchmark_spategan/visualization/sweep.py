@@ -51,7 +51,8 @@ def plot_optimization_history(ax, numbers: Sequence[int], values: Sequence[float
     ax.set_ylabel(_axis_label(metric, unit))
     ax.set_title(f"optimisation history ({direction} {metric})")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     return ax
 
 
@@ -72,7 +73,7 @@ def plot_learning_curves(ax, curves: Sequence[tuple[int, Sequence[int], Sequence
     ax.set_ylabel(_axis_label(metric, unit))
     ax.set_title("validation metric per epoch (x: pruned)")
     ax.grid(alpha=0.3)
-    if 0 < len(curves) <= 10:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, ncol=2)
     return ax
 
