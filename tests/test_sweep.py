@@ -436,3 +436,12 @@ def test_heartbeat_notices_a_trial_finished_by_someone_else():
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert budget_used(trials) == 1 and should_ask(study, 1)  # the re-queued copy stands for the failed trial
+
+
+def test_sweep_folder_of_another_study_is_refused(tiny_base, tmp_path, capsys, pruned_study):
+    _, sweep = pruned_study
+    space = _space(tmp_path, {LR: {"type": "float", "low": 1e-5, "high": 2.0, "log": True}})
+    assert _sweep_main("--config", str(tiny_base), "--space", str(space), "--study", "other",
+                       "--sweep-dir", str(sweep.folder)) == 2
+    assert f"sweep folder {sweep.folder} belongs to study 'planted'" in capsys.readouterr().err
+    assert [t.number for t in sweep.study.get_trials()] == [0, 1, 2]

@@ -8,7 +8,9 @@ closed, no process group, CUDA cache emptied, every RNG re-seeded by the next ru
 from __future__ import annotations
 
 import gc
+import json
 import logging
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -94,10 +96,26 @@ def _pruner(space: Space, base: Config) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def _claim_folder(opts: WorkerOptions) -> None:
+    """Create the sweep folder, or check that it belongs to this study (trial folders are named by number)."""
+    marker = opts.folder / "study.json"
+    mine = {"study": opts.study, "storage": opts.storage}
+    if marker.is_file():
+        theirs = json.loads(marker.read_text())
+        if theirs != mine:
+            raise ConfigError([f"sweep folder {opts.folder} belongs to study {theirs.get('study')!r} in "
+                               f"{theirs.get('storage')}; use another --sweep-dir (or that study)"])
+        return
+    if opts.folder.is_dir() and any(opts.folder.iterdir()):
+        raise ConfigError([f"sweep folder {opts.folder} exists and is not a sweep folder; use another --sweep-dir"])
+    opts.folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(mine) + "\n", encoding="utf-8")
+
+
 def prepare(base: Config, space: Space, opts: WorkerOptions) -> Sweep:
     """Checks that need the data, then the sweep folder and the study (created or joined)."""
     metric, direction = resolve_objective(space.spec.objective, model_kind(base))
-    opts.folder.mkdir(parents=True, exist_ok=True)
+    _claim_folder(opts)
     if not (opts.folder / "base_config.yaml").exists():
         dump_config(base, opts.folder / "base_config.yaml", header="Base configuration of the sweep's trials.")
         (opts.folder / "space.yml").write_text(space.path.read_text(encoding="utf-8"), encoding="utf-8")
@@ -121,12 +139,22 @@ def _next_trial(sw: Sweep, storage: str) -> optuna.Trial | None:
     return trial
 
 
+def _resident_mib() -> float:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _clean_state() -> None:
-    """What one run may leave behind that the next must not see."""
+    """What one run may leave behind that the next must not see (the memory figures show leaks in the log)."""
     gc.collect()
+    text = f"resident memory {_resident_mib():.0f} MiB"
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-        logger().info("CUDA memory still allocated after the trial: %.1f MiB", torch.cuda.memory_allocated() / 2**20)
+        text += f", CUDA memory allocated {torch.cuda.memory_allocated() / 2**20:.1f} MiB"
+    logger().info("after the trial: %s", text)
     assert not (torch.distributed.is_available() and torch.distributed.is_initialized()), "process group leaked"
 
 
