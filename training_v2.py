@@ -3,6 +3,10 @@
 
     python training_v2.py --config config.yml [--set training.epochs=3 --set data.domain=NZ ...]
                           [--run-dir DIR] [--dry-run] [--resume RUN_DIR|auto]
+    python training_v2.py --resume RUN_DIR [--set training.epochs=40]     # continue with RUN_DIR/config.yaml
+
+A resumed run uses its own resolved config.yaml; --config/--set given with --resume may change only the
+keys in ml_benchmark_spategan.training.resume.RESUMABLE_KEYS (e.g. training.epochs to extend the run).
 
 Exit status: 0 on success; 2 for a bad configuration, bad data, an unusable checkpoint or run folder (the
 message is printed to stderr without a traceback, and nothing is created or changed); 75 when SIGTERM or
@@ -18,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from ml_benchmark_spategan.config import ConfigError, config_to_yaml, load_config
+from ml_benchmark_spategan.training.resume import ResumeError, folder_to_resume, resume_config
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -27,8 +32,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="override a config key, value parsed as YAML (e.g. training.epochs=3); repeatable")
     parser.add_argument("--run-dir", metavar="DIR", help="run folder to create (default: a new folder under run.root)")
     parser.add_argument("--resume", metavar="RUN_DIR|auto",
-                        help="continue RUN_DIR from checkpoints/last.pt; auto = continue --run-dir if it has "
-                             "checkpoints/last.pt, else start it fresh (for requeued jobs)")
+                        help="continue RUN_DIR from checkpoints/last.pt with its own config.yaml (--config/--set "
+                             "may then change only safe keys such as training.epochs); auto = continue --run-dir "
+                             "if it has checkpoints/last.pt, else start it fresh (for requeued jobs)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config as YAML and exit without creating anything")
     return parser.parse_args(argv)
 
@@ -66,10 +72,20 @@ def _rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
 
 
+def _config(args: argparse.Namespace):
+    folder = folder_to_resume(args.resume, args.run_dir)
+    if folder is None:
+        return load_config(args.config, args.overrides)
+    return resume_config(folder, args.config, args.overrides)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = _config(args)
+    except ResumeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except ConfigError as err:
         print(f"config error:\n{err}", file=sys.stderr)
         return 2

@@ -91,7 +91,7 @@ def test_scripts_parse(script):
 
 
 def test_training_scripts_ask_for_requeue_and_the_signal_on_the_tasks():
-    for name in ("train.sbatch", "sweep.sbatch"):
+    for name in ("train.sbatch", "sweep.sbatch", "sweep_list.sbatch"):
         directives = [line.split(None, 1)[1] for line in (SLURM / name).read_text().splitlines()
                       if line.startswith("#SBATCH")]
         for wanted in ("--requeue", "--open-mode=append", "--signal=USR1@300", "--gres=gpu:1", "--ntasks-per-node=1"):
@@ -148,7 +148,7 @@ def test_outside_a_job_the_script_refuses(sim):
     assert sim.record("args.txt") == []
 
 
-# --- sweep.sbatch ---------------------------------------------------------------------------------------
+# --- sweep_list.sbatch (a fixed list of runs) ----------------------------------------------------------
 SWEEP = "# header\n\n--set a=1\n  # indented comment\n--set a=2 --set b=x\r\n\n--set a=3\n"
 
 
@@ -156,7 +156,7 @@ def test_sweep_task_runs_its_entry_in_its_own_folder(sim):
     sweep = sim.tmp / "sweep.txt"
     sweep.write_text(SWEEP)
     env = {"SWEEP_FILE": str(sweep), "SLURM_ARRAY_JOB_ID": "777", "SLURM_ARRAY_TASK_ID": "1", "SLURM_JOB_ID": "779"}
-    result = sim.run("sweep.sbatch", SET_ARGS="--set common=0", FAKE_STATUS="75", **env)
+    result = sim.run("sweep_list.sbatch", SET_ARGS="--set common=0", FAKE_STATUS="75", **env)
     assert result.returncode == 0, result.stderr
     assert sim.record("args.txt") == ["--config", "config.yml", "--set", "common=0", "--set", "a=2", "--set", "b=x",
                                       "--run-dir", str(sim.tmp / "runs" / "sweep_777" / "task_1"), "--resume", "auto"]
@@ -166,7 +166,7 @@ def test_sweep_task_runs_its_entry_in_its_own_folder(sim):
 def test_sweep_task_out_of_range(sim):
     sweep = sim.tmp / "sweep.txt"
     sweep.write_text(SWEEP)
-    result = sim.run("sweep.sbatch", SWEEP_FILE=str(sweep), SLURM_ARRAY_JOB_ID="777", SLURM_ARRAY_TASK_ID="3")
+    result = sim.run("sweep_list.sbatch", SWEEP_FILE=str(sweep), SLURM_ARRAY_JOB_ID="777", SLURM_ARRAY_TASK_ID="3")
     assert result.returncode == 2
     assert "has 3 entries (0..2); array task 3 is out of range" in result.stderr
     assert sim.record("args.txt") == []
@@ -175,12 +175,37 @@ def test_sweep_task_out_of_range(sim):
 def test_example_sweep_matches_the_array_and_the_config_schema():
     lines = [line for line in (SLURM / "sweeps" / "example.txt").read_text().splitlines()
              if line.strip() and not line.strip().startswith("#")]
-    assert f"#SBATCH --array=0-{len(lines) - 1}" in (SLURM / "sweep.sbatch").read_text()
+    assert f"#SBATCH --array=0-{len(lines) - 1}" in (SLURM / "sweep_list.sbatch").read_text()
     for line in lines:
         words = line.split()
         assert words[0::2] == ["--set"] * (len(words) // 2) and len(words) % 2 == 0, line
         cfg = load_config(ROOT / "config.yml", words[1::2])  # every key exists and every value validates
         assert cfg is not None
+
+
+# --- sweep.sbatch (Optuna workers) ----------------------------------------------------------------------
+def test_sweep_workers_join_one_study_named_after_the_array(sim):
+    env = {"SLURM_ARRAY_JOB_ID": "777", "SLURM_ARRAY_TASK_ID": "2", "SLURM_JOB_ID": "779", "SWEEP_CMD": str(sim.tmp / "fake_train.sh")}
+    result = sim.run("sweep.sbatch", "--summary", SET_ARGS="--set a=1", TRIALS="30", **env)
+    assert result.returncode == 0, result.stderr
+    sweep_dir = str(sim.tmp / "runs" / "sweeps" / "gan_777")
+    assert sim.record("args.txt") == ["--config", "config.yml", "--set", "a=1", "--space", "slurm/sweeps/gan.yml",
+                                      "--study", "gan_777", "--sweep-dir", sweep_dir, "--worker-index", "2",
+                                      "--trials", "30", "--summary"]
+    assert len(sim.record("srun.log")) == 1 and sim.record("scontrol.log") == []
+
+
+def test_sweep_worker_stopped_is_requeued_and_a_failure_passed_on(sim):
+    env = {"SLURM_ARRAY_JOB_ID": "777", "SLURM_ARRAY_TASK_ID": "0", "SLURM_JOB_ID": "778", "SWEEP_CMD": str(sim.tmp / "fake_train.sh")}
+    result = sim.run("sweep.sbatch", FAKE_STATUS="75", STUDY="mine", STORAGE="sqlite:///s.db", **env)
+    assert result.returncode == 0, result.stderr
+    assert sim.record("scontrol.log") == ["requeue 778"]
+    args = sim.record("args.txt")
+    assert args[args.index("--study") + 1] == "mine" and args[args.index("--storage") + 1] == "sqlite:///s.db"
+    result = sim.run("sweep.sbatch", FAKE_STATUS="2", **env)
+    assert result.returncode == 2 and sim.record("scontrol.log") == ["requeue 778"]
+    result = sim.run("sweep.sbatch", SPACE="nowhere.yml", **env)
+    assert result.returncode == 2 and "search-space file nowhere.yml not found" in result.stderr
 
 
 # --- evaluate.sbatch --------------------------------------------------------------------------------------

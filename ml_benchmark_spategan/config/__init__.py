@@ -3,6 +3,7 @@
 from ml_benchmark_spategan.config.loader import (
     BEST_METRIC_PREFIXES,
     ConfigError,
+    apply_values,
     config_from_dict,
     config_to_dict,
     config_to_yaml,
@@ -16,6 +17,7 @@ __all__ = [
     "BEST_METRIC_PREFIXES",
     "Config",
     "ConfigError",
+    "apply_values",
     "config_from_dict",
     "config_to_dict",
     "config_to_yaml",

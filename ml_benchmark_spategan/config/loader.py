@@ -108,11 +108,13 @@ def _inline_yaml(value: Any) -> str:
     return text.strip()[1:-1]
 
 
-def _read_yaml_file(path: Path) -> Any:
+def read_yaml_file(path: str | os.PathLike, what: str = "config file") -> Any:
+    """The YAML document in ``path`` (exponent floats, duplicate keys rejected); ConfigError naming the file."""
+    path = Path(path)
     if not path.exists():
-        raise ConfigError([f"config file not found: {path}"])
+        raise ConfigError([f"{what} not found: {path}"])
     if not path.is_file():
-        raise ConfigError([f"config path is not a file: {path}"])
+        raise ConfigError([f"{what} path is not a file: {path}"])
     return _parse_yaml(path.read_text(encoding="utf-8"), str(path))
 
 
@@ -160,7 +162,7 @@ def _describe_value(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _suggest(word: str, candidates: Sequence[str]) -> str:
+def suggest(word: str, candidates: Sequence[str]) -> str:
     """`` did you mean 'x'?`` for the closest candidate (case-insensitive), or an empty string."""
     lowered = {c.lower(): c for c in candidates}
     match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
@@ -181,7 +183,7 @@ def _build_section(base: Any, raw: Mapping, path: str, problems: Problems) -> An
     names = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
         if key not in names:
-            suggestion = _suggest(str(key), names) or f"; allowed keys: {', '.join(names)}"
+            suggestion = suggest(str(key), names) or f"; allowed keys: {', '.join(names)}"
             problems.append((_join(path, str(key)), f"unknown key{suggestion}"))
     values = {}
     for f in dataclasses.fields(cls):
@@ -248,7 +250,7 @@ def _check_rules(value: Any, meta: Mapping, path: str, problems: Problems) -> bo
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
-        hint = _suggest(str(value), [str(c) for c in choices])
+        hint = suggest(str(value), [str(c) for c in choices])
         problems.append((path, f"{value!r} is not one of the allowed values: {allowed}{hint}"))
     low, high = meta.get("min"), meta.get("max")
     if low is not None and meta.get("min_exclusive") and not value > low:
@@ -295,7 +297,7 @@ def _cross_checks(cfg: Config) -> Problems:
 
 # --- overrides ----------------------------------------------------------------------------------------
 def _apply_overrides(raw: dict, overrides: Sequence[str], problems: Problems) -> dict[str, str]:
-    """Merge ``--set key.path=value`` overrides into ``raw`` in place; returns {dotted key: argument}."""
+    """Merge ``--set key.path=value`` overrides into ``raw`` in place; returns {dotted key: origin text}."""
     origins: dict[str, str] = {}
     for arg in overrides:
         key, sep, text = arg.partition("=")
@@ -312,7 +314,7 @@ def _apply_overrides(raw: dict, overrides: Sequence[str], problems: Problems) ->
         if _field_type(parts) is str and (value is None or isinstance(value, (bool, int, float))):
             value = text  # a string field takes the text as typed (`run.name=001` stays '001')
         _assign(raw, parts, value)
-        origins[key] = arg
+        origins[key] = f"--set {arg}"
     return origins
 
 
@@ -335,9 +337,9 @@ def _format(problems: Problems, origins: Mapping[str, str]) -> list[str]:
     lines = []
     for path, message in problems:
         line = f"{path}: {message}" if path else message
-        for key, arg in origins.items():
+        for key, origin in origins.items():
             if path == key or path.startswith((f"{key}.", f"{key}[")):
-                line += f" (from --set {arg})"
+                line += f" (from {origin})"
         lines.append(line)
     return lines
 
@@ -367,8 +369,45 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
     parsed as YAML (``3``, ``1e-4``, ``true``, ``[1961-1974, 1975-1980]``, ``null``); for a string
     field the text is taken as typed. Raises :class:`ConfigError` listing every problem found.
     """
-    raw = None if path is None else _read_yaml_file(Path(path))
+    raw = None if path is None else read_yaml_file(path)
     return _validate(raw, overrides, source=str(path) if path is not None else "defaults")
+
+
+def apply_values(cfg: Config, values: Mapping[str, Any], origin: str) -> Config:
+    """``cfg`` with ``{dotted key: value}`` applied and validated exactly as ``--set`` overrides are.
+
+    Errors read as those of ``--set`` (unknown key with a suggestion, type, choices, bounds), each
+    followed by ``(from <origin>)``. Used by the sweep for sampled hyperparameters.
+    """
+    raw = config_to_dict(cfg)
+    problems: Problems = []
+    origins: dict[str, str] = {}
+    for key, value in values.items():
+        parts = str(key).split(".")
+        if not all(parts):
+            problems.append((str(key), "expected a dotted config key such as training.epochs"))
+            continue
+        _assign(raw, parts, value)
+        origins[str(key)] = origin
+    new = _build_section(Config(), raw, "", problems)
+    reported = {path for path, _ in problems}
+    problems += [p for p in _cross_checks(new) if p[0] not in reported]
+    if problems:
+        raise ConfigError(_format(problems, origins))
+    return new
+
+
+def build_section(base: Any, raw: Mapping, path: str = "") -> tuple[Any, list[str]]:
+    """(``base`` with the keys of ``raw``, problems as 'key: message' lines) for any dataclass whose fields
+    are declared like the schema's (descriptions, choices, bounds); invalid keys keep ``base``'s value."""
+    problems: Problems = []
+    value = _build_section(base, raw, path, problems)
+    return value, _format(problems, {})
+
+
+def field_type(key: str) -> Any:
+    """Schema type of dotted ``key`` (a section class, a scalar type, tuple[...]), or None if there is none."""
+    return _field_type(key.split("."))
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:

@@ -7,6 +7,7 @@ device), then creates the folder and runs epochs: train -> validate -> plot -> c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -41,6 +42,12 @@ from ml_benchmark_spategan.training.signals import Preempted, StopFlag
 from ml_benchmark_spategan.training.validation import validate
 from ml_benchmark_spategan.utils.threads import apply_num_threads
 
+#: Called as ``hook(session, row)`` after each epoch's files are written (rank 0 only; ``row`` is the epoch's
+#: history row). A hook may raise to end the run early (the sweep's pruner does); the run folder is then
+#: consistent up to that epoch and resumable. Raising is for single-process runs: under DDP the other ranks
+#: would wait at the next barrier.
+EpochEndHook = Callable[[Session, dict], None]
+
 
 def seed_everything(seed: int, deterministic: bool) -> None:
     import random
@@ -50,8 +57,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    # Set both ways: several runs in one process (a sweep worker) must not inherit the previous run's mode.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     # Static shapes: let cuDNN pick the fastest convolution algorithms unless bitwise reproducibility is asked for.
     torch.backends.cudnn.benchmark = not deterministic
 
@@ -74,14 +81,19 @@ def _resume_state(cfg: Config, run_dir, resume) -> tuple[Path | None, dict | Non
 def _load_compatible(cfg: Config, path: Path) -> dict:
     state = load_checkpoint(path)
     check_compatible(state, config_to_dict(cfg), path)
+    if state["epoch"] > cfg.training.epochs:
+        raise ConfigError([f"training.epochs: {cfg.training.epochs} is fewer than the {state['epoch']} epochs "
+                           f"{path.parent.parent} has already completed; give more to extend the run"])
     return state
 
 
-def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | None = None) -> Path:
+def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | None = None,
+          epoch_end: Sequence[EpochEndHook] = ()) -> Path:
     """Train a model as configured (or continue a run); return the run folder.
 
     Everything that can fail on bad input (device, data files, split, checkpoint) is checked before the
     run folder is created or changed. Under torchrun/srun every process runs this; rank 0 alone writes.
+    ``epoch_end`` hooks: see :data:`EpochEndHook`.
     """
     threads = apply_num_threads(cfg.runtime.num_threads)
     device = resolve_device(cfg.device, cfg.on_missing_gpu)
@@ -97,7 +109,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
         session = _start_session(cfg, folder, state, dist, train_data, val_data, logger)
         logger.info("runtime: %d CPU thread(s) for torch and dask (runtime.num_threads=%d)", threads,
                     cfg.runtime.num_threads)
-        fit(session, stop)
+        fit(session, stop, epoch_end)
     finally:
         stop.uninstall()
         close_logging()
@@ -146,6 +158,8 @@ def _start_session(cfg, folder, state, dist, train_data, val_data, logger) -> Se
     session = build_session(cfg, train_data, val_data, dist.device, folder, logger, normalizers=normalizers,
                             dist=dist)
     load_session_state(session, state)
+    if dist.main:  # the run's config with the changes allowed on resume (e.g. more epochs)
+        dump_config(cfg, folder / "config.yaml")
     if dist.rank:  # the checkpoint holds rank 0's RNG state; other ranks keep distinct streams
         seed_everything(distributed.rank_seed(cfg.training.seed + session.global_step, dist.rank),
                         cfg.training.deterministic)
@@ -183,8 +197,9 @@ def _epochs_to_run(session: Session) -> range:
     return range(session.epoch, last)
 
 
-def fit(session: Session, stop: StopFlag | None = None) -> None:
-    """The epoch schedule; each epoch ends with a complete, consistent run folder (written by rank 0)."""
+def fit(session: Session, stop: StopFlag | None = None, epoch_end: Sequence[EpochEndHook] = ()) -> None:
+    """The epoch schedule; each epoch ends with a complete, consistent run folder (written by rank 0),
+    then the ``epoch_end`` hooks run (rank 0)."""
     main = session.dist.main
     for epoch in _epochs_to_run(session):
         session.epoch = epoch
@@ -207,6 +222,8 @@ def fit(session: Session, stop: StopFlag | None = None) -> None:
             _save_checkpoints(session, row, epoch)
             write_history(session.run_dir, session.history)
             artifacts.plot_history(session)
+            for hook in epoch_end:
+                hook(session, row)
         distributed.barrier()
         if stop is not None and session.epoch < _epochs_to_run(session).stop and stop_requested(session, stop):
             stopped = Preempted(f"{stop.name or 'stop signal'} received after epoch {session.epoch}")
