@@ -250,7 +250,7 @@ def test_registry_builds_each_kind():
 
 
 def test_registry_errors_and_user_models():
-    with pytest.raises(ValueError, match=r"unknown model 'nope'; registered models: \['bilinear', 'deepesd', 'spagan'"):
+    with pytest.raises(ValueError, match=r"unknown model 'nope'; registered models: \['bilinear', 'deepesd', 'resgan', 'spagan', 'unet'"):
         build_model(ModelConfig(name="nope"), 15, (16, 16), (128, 128))
     with pytest.raises(ValueError, match="predictor 'q_850' not among the predictors"):
         build_model(ModelConfig(name="bilinear", bilinear_predictor="q_850"), 2, (16, 16), (128, 128), 0,

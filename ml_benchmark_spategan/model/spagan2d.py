@@ -16,7 +16,7 @@ Generator
     coarsening, bilinear otherwise) and concatenated at every upsampling stage.
 
     Trunk: stem conv -> residual blocks at (h0, w0) -> one U level (stride-2 conv to ceil(h0/2), blocks,
-    bilinear back up, 1x1 merge with the skip) -> blocks -> n stages of [×2 bilinear upsampling, concat
+    bilinear back up, 1x1 merge with the skip) -> blocks -> [day-of-year FiLM, with ``doy_film``] -> n stages of [×2 bilinear upsampling, concat
     static, conv, 2 residual blocks] -> GroupNorm/LeakyReLU/3x3 conv to one channel (linear output).
     Stochasticity: element-wise dropout in every residual block, active while sampling (MC dropout),
     with masks from the global RNG, so ensemble members differ. ``set_mc_dropout(False)`` plus ``eval()``
@@ -37,6 +37,7 @@ phase, see :func:`train_gan_step`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -53,8 +54,10 @@ from ml_benchmark_spategan.model.blocks import (
     DiscResBlock,
     GenResBlock,
     MCDropout,
+    apply_film,
     conv1x1,
     conv3x3,
+    film_or_none,
     group_norm,
     init_weights,
     resize_area,
@@ -109,7 +112,7 @@ class Generator(nn.Module):
     """Predictors (B, C, h, w) [+ static (B or 1, S, H, W)] -> normalised field (B, 1, H, W)."""
 
     def __init__(self, in_channels: int, in_shape: tuple[int, int], out_shape: tuple[int, int],
-                 cfg: GeneratorConfig, static_channels: int = 0):
+                 cfg: GeneratorConfig, static_channels: int = 0, doy_film: bool = False):
         super().__init__()
         if not cfg.upsample_channels:
             raise ValueError("model.generator.upsample_channels: expected at least one stage, found ()")
@@ -128,6 +131,7 @@ class Generator(nn.Module):
         chans = (f,) + tuple(cfg.upsample_channels)
         self.stages = nn.ModuleList(_UpStage(a, b, static_channels, p) for a, b in zip(chans[:-1], chans[1:], strict=True))
         self.head = nn.Sequential(group_norm(chans[-1]), nn.LeakyReLU(LEAKY_SLOPE), conv3x3(chans[-1], 1))
+        self.doy_film = film_or_none(doy_film, f)  # on the coarse trunk's output
         init_weights(self)
 
     def set_mc_dropout(self, enabled: bool) -> None:
@@ -149,16 +153,16 @@ class Generator(nn.Module):
         return static_hr.expand(batch, -1, -1, -1)
 
     def forward(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None,
-                n_members: int | None = None) -> torch.Tensor:
+                n_members: int | None = None, doy: torch.Tensor | None = None) -> torch.Tensor:
         """One field (B, 1, H, W), or ``n_members`` stochastic members (B, n_members, H, W) when given.
 
         Members are produced here, not only in :meth:`sample`, because a DistributedDataParallel wrapper
         synchronises gradients only for passes made through its ``forward``: ``ddp(x, s, n_members=4)``.
         The batch is repeated member-major inside each sample (repeat_interleave), so members differ only
-        by their dropout masks.
+        by their dropout masks. ``doy`` (B,): day of year, needed with day-of-year FiLM, else ignored.
         """
         if n_members is None:
-            return self._predict(x_lr, static_hr)
+            return self._predict(x_lr, static_hr, doy)
         if n_members < 1:
             raise ValueError(f"n_members: expected a positive number of ensemble members, found {n_members}")
         b = x_lr.shape[0]
@@ -166,9 +170,10 @@ class Generator(nn.Module):
         s = None
         if static_hr is not None:
             s = static_hr.repeat_interleave(n_members, dim=0) if static_hr.shape[0] == b and b > 1 else static_hr
-        return self._predict(x, s).reshape(b, n_members, *self.out_shape)
+        d = None if doy is None else doy.repeat_interleave(n_members, dim=0)
+        return self._predict(x, s, d).reshape(b, n_members, *self.out_shape)
 
-    def _predict(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None) -> torch.Tensor:
+    def _predict(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None, doy: torch.Tensor | None) -> torch.Tensor:
         _check_input("x_lr", x_lr, self.in_channels, self.in_shape)
         static_hr = self._static(static_hr, x_lr.shape[0])
         x = resize_bilinear(x_lr, self.working_grid)
@@ -177,16 +182,19 @@ class Generator(nn.Module):
         h = self.pre(self.stem(x))
         u = self.mid(self.down(h))
         h = self.post(self.merge(torch.cat([h, resize_bilinear(u, h.shape[-2:])], dim=1)))
+        h = apply_film(self.doy_film, h, doy)
         for stage in self.stages:
             h = stage(h, static_hr)
         return resize_bilinear(self.head(h), self.out_shape)
 
-    def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None,
+               doy: torch.Tensor | None = None) -> torch.Tensor:
         """``n_members`` stochastic members per sample in one forward pass -> (B, n_members, H, W).
 
-        Same as ``self(x_lr, static_hr, n_members=n_members)``. Gradients flow unless the caller disables them.
+        Same as ``self(x_lr, static_hr, n_members=n_members, doy=doy)``. Gradients flow unless the caller
+        disables them.
         """
-        return self(x_lr, static_hr, n_members=n_members)
+        return self(x_lr, static_hr, n_members=n_members, doy=doy)
 
 
 class Discriminator(nn.Module):
@@ -269,16 +277,23 @@ def _d_losses(settings: GanStepSettings):
     return (lambda r, f: losses.d_loss_bce(r, f, ls)), losses.g_loss_bce
 
 
-def _members(generator: nn.Module, x_lr, n_members: int, static_hr) -> torch.Tensor:
+def _module(generator: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (the module itself otherwise)."""
+    return generator.module if isinstance(generator, DistributedDataParallel) else generator
+
+
+def _members(generator: nn.Module, x_lr, n_members: int, static_hr, doy=None) -> torch.Tensor:
     """``n_members`` members (B, n_members, H, W) of ``generator`` (a module or its DDP wrapper).
 
     A DistributedDataParallel wrapper is *called*: only passes through its ``forward`` synchronise
     gradients across ranks (it has no ``sample``; :meth:`Generator.forward` takes ``n_members``). A plain
-    module is asked through ``sample``, the model contract of the registry.
+    module is asked through ``sample``, the model contract of the registry. ``doy`` (B,) is passed to
+    generators whose ``sample`` takes it.
     """
+    kwargs = {"doy": doy} if doy is not None and "doy" in inspect.signature(_module(generator).sample).parameters else {}
     if isinstance(generator, DistributedDataParallel):
-        return generator(x_lr, static_hr, n_members=n_members)
-    return generator.sample(x_lr, n_members, static_hr)
+        return generator(x_lr, static_hr, n_members=n_members, **kwargs)
+    return generator.sample(x_lr, n_members, static_hr, **kwargs)
 
 
 def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings, scaler=None) -> dict[str, torch.Tensor]:
@@ -301,8 +316,9 @@ def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings,
 
 
 def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scaler=None,
-                   static_hr=None) -> dict[str, torch.Tensor]:
-    """One G update: content loss on the ensemble mean + adversarial loss on every member.
+                   static_hr=None, doy=None) -> dict[str, torch.Tensor]:
+    """One G update: content loss on the ensemble mean + adversarial loss on every member
+    (+ ``mean_weight`` x ``auxiliary_loss(y_real, mask)`` for generators that have one: resgan's mean).
 
     ``generator`` and ``discriminator`` may be DistributedDataParallel wrappers. D is called with its
     parameters frozen: none of its gradient hooks fire, so its reducer neither all-reduces nor waits for
@@ -312,16 +328,20 @@ def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings
     w, e = settings.loss, settings.ensemble_size
     b, _, hh, ww = y_real.shape
     with _frozen(discriminator), autocast(settings.precision, x_lr.device.type):
-        members = _members(generator, x_lr, e, static_hr).float()  # (B, E, H, W)
+        members = _members(generator, x_lr, e, static_hr, doy).float()  # (B, E, H, W)
         y_mean = members.mean(dim=1, keepdim=True)
         fake = torch.where(mask, members, 0.0).reshape(b * e, 1, hh, ww)
         fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0)).float()
     loss_l1, loss_mse = losses.masked_l1(y_mean, y_real, mask), losses.masked_mse(y_mean, y_real, mask)
     loss_adv = g_loss(fake_logits)
     loss = w.l1_weight * loss_l1 + w.mse_weight * loss_mse + w.adversarial_weight * loss_adv
+    extra = {}
+    if hasattr(_module(generator), "auxiliary_loss"):  # resgan: the mean network's own masked MSE
+        extra["g/loss_mean"] = _module(generator).auxiliary_loss(y_real, mask)
+        loss = loss + w.mean_weight * extra["g/loss_mean"]
     grad_norm = optimizer_step(loss, opt_g, generator.parameters(), scaler, settings.grad_clip_norm)
     logs = {"g/loss": loss, "g/loss_l1": loss_l1, "g/loss_mse": loss_mse, "g/loss_adv": loss_adv,
-            "g/fake_score": torch.sigmoid(fake_logits).mean()}
+            "g/fake_score": torch.sigmoid(fake_logits).mean(), **extra}
     if e > 1:
         logs["g/ensemble_std"] = torch.where(mask, members.std(dim=1, keepdim=True), 0.0).sum() / (
             mask.expand_as(y_mean).sum().clamp_min(1))
@@ -335,7 +355,7 @@ def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanS
     """``n_critic`` discriminator phases, then one generator phase; returns detached 0-dim tensors.
 
     batch: ``x_lr`` (B, C, h, w), ``y_hr`` (B, 1, H, W) normalised, ``mask`` (B or 1, 1, H, W) bool
-    (True = valid). Every critic phase sees fresh fakes, as in the reference; G does not change during
+    (True = valid), optional ``doy`` (B,) day of year (passed to generators that take it). Every critic phase sees fresh fakes, as in the reference; G does not change during
     the critic phases, so all ``n_critic`` fake batches are drawn in ONE no-grad forward pass
     (``sample``), which is the same distribution as drawing them phase by phase. D logs are averaged
     over the critic phases. fp16 needs ``scalers = make_grad_scalers('fp16', device_type)``.
@@ -345,7 +365,7 @@ def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanS
     gradients equal the full batch's when the shards have equal sizes (and, for the masked content
     losses, equal numbers of valid cells, as with one mask for all days).
     """
-    x_lr, mask = batch["x_lr"], batch["mask"]
+    x_lr, mask, doy = batch["x_lr"], batch["mask"], batch.get("doy")
     if mask.dtype != torch.bool:
         raise ValueError(f"batch['mask']: expected dtype torch.bool, found {mask.dtype}")
     if settings.precision == "fp16" and (not scalers or set(scalers) != {"g", "d"}):
@@ -353,7 +373,7 @@ def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanS
     scalers = scalers or {}
     y_real = torch.where(mask, batch["y_hr"], 0.0)
     with torch.no_grad(), autocast(settings.precision, x_lr.device.type):
-        fakes = _members(generator, x_lr, settings.n_critic, static_hr)  # (B, n_critic, H, W)
+        fakes = _members(generator, x_lr, settings.n_critic, static_hr, doy)  # (B, n_critic, H, W)
     d_logs: dict[str, torch.Tensor] = {}
     for k in range(settings.n_critic):
         phase = discriminator_step(x_lr, y_real, fakes[:, k:k + 1], mask, discriminator, opt_d, settings,
@@ -361,5 +381,5 @@ def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanS
         for key, value in phase.items():
             d_logs[key] = d_logs.get(key, 0.0) + value / settings.n_critic
     g_logs = generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scalers.get("g"),
-                            static_hr)
+                            static_hr, doy)
     return {**d_logs, **g_logs}
