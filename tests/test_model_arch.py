@@ -254,3 +254,51 @@ def test_unet_and_resgan_train_validate_and_predict_by_day_of_year(name, cordex_
     if name == "unet":  # deterministic: the only difference between the calls is the day of year
         assert np.abs(summer - winter).max() > 0
         np.testing.assert_array_equal(summer, predict_array(run, x, 1, 2, static, np.array([180, 180])))
+
+
+# --- discriminator conditioned on the static field ------------------------------------------------
+def test_discriminator_output_depends_on_the_static_field():
+    d = Discriminator(C, IN, OUT, dataclasses.replace(D_CFG, dropout=0.0), static_channels=1).eval()
+    y, x, s = torch.randn(2, 1, *OUT), torch.randn(2, C, *IN), torch.randn(1, 1, *OUT)
+    with torch.no_grad():
+        base = d(y, x, s)
+        assert (base - d(y, x, torch.randn_like(s))).abs().max() > 1e-3
+        torch.testing.assert_close(d(y, x, s.expand(2, -1, -1, -1)), base)  # batch-1 field broadcasts
+        torch.testing.assert_close(d(y[:1], x[:1], s), base[:1])
+    assert d.hr_path[0].conv1.in_channels == 2
+    with pytest.raises(ValueError, match="static_hr: the model expects 1 static channel"):
+        d(y, x)
+    with pytest.raises(ValueError, match="static_hr: the model was built with static_channels=0"):
+        Discriminator(C, IN, OUT, D_CFG)(y, x, s)
+
+
+class _SpyD(Discriminator):
+    """Records the static field of every call."""
+
+    def forward(self, y_hr, x_lr, static_hr=None):
+        self.calls.append((y_hr.shape[0], None if static_hr is None else static_hr.detach().clone()))
+        return super().forward(y_hr, x_lr, static_hr)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_gan_step_gives_the_static_field_to_the_discriminator(per_sample):
+    g = Generator(C, IN, OUT, G_CFG, 1)
+    d = _SpyD(C, IN, OUT, D_CFG, static_channels=1)
+    d.calls = []
+    opt_g, opt_d = torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3)
+    s = torch.randn(2 if per_sample else 1, 1, *OUT)
+    settings = GanStepSettings(n_critic=2, ensemble_size=3)
+    train_gan_step(_batch(), g, d, opt_g, opt_d, settings, static_hr=s)
+    assert [n for n, _ in d.calls] == [4, 4, 6]  # two critic phases (real + fake), one G phase (2 x 3 members)
+    if per_sample:  # the field follows its sample: real then fake in D phases, member-major in the G phase
+        torch.testing.assert_close(d.calls[0][1], torch.cat([s, s]))
+        torch.testing.assert_close(d.calls[2][1], s.repeat_interleave(3, dim=0))
+    else:
+        assert all(torch.equal(c, s) for _, c in d.calls)
+
+
+def test_registry_conditions_d_on_the_orography_when_used():
+    small = {"unet": U_CFG, "generator": G_CFG, "discriminator": D_CFG}
+    for name in ("spagan", "resgan"):
+        assert build_model(ModelConfig(name=name, **small), C, IN, OUT, 1).discriminator.static_channels == 1
+        assert build_model(ModelConfig(name=name, **small), C, IN, OUT, 0).discriminator.static_channels == 0

@@ -63,6 +63,22 @@ def resize_area(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resize_bilinear(x, size)
 
 
+def check_static(static_hr: torch.Tensor | None, static_channels: int, out_shape: tuple[int, int],
+                 batch: int) -> torch.Tensor | None:
+    """The static field expanded to (batch, S, H, W), or None; ValueError when it does not match the model."""
+    if static_channels == 0:
+        if static_hr is not None:
+            raise ValueError("static_hr: the model was built with static_channels=0 but received a static field")
+        return None
+    if static_hr is None:
+        raise ValueError(f"static_hr: the model expects {static_channels} static channel(s), found None")
+    if static_hr.ndim != 4 or static_hr.shape[1] != static_channels or tuple(static_hr.shape[-2:]) != tuple(out_shape) \
+            or static_hr.shape[0] not in (1, batch):
+        raise ValueError(f"static_hr: expected (1 or {batch}, {static_channels}, {out_shape[0]}, {out_shape[1]}), "
+                         f"found {tuple(static_hr.shape)}")
+    return static_hr.expand(batch, -1, -1, -1)
+
+
 class MCDropout(nn.Module):
     """Element-wise dropout that stays active in eval mode while ``always_on`` is True.
 

@@ -82,7 +82,7 @@ def doy_film(cfg: ModelConfig) -> bool:
 @register_model("spagan")
 def _build_spagan(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
     generator = Generator(in_channels, in_shape, out_shape, cfg.generator, static_channels, doy_film(cfg))
-    discriminator = Discriminator(in_channels, in_shape, out_shape, cfg.discriminator)
+    discriminator = Discriminator(in_channels, in_shape, out_shape, cfg.discriminator, static_channels)
     return ModelBundle(generator, discriminator, "gan")
 
 
@@ -108,7 +108,7 @@ def _build_resgan(cfg, in_channels, in_shape, out_shape, static_channels, predic
     """
     generator = ResidualGenerator(in_channels, in_shape, out_shape, cfg.unet, cfg.generator, static_channels,
                                   doy_film(cfg))
-    discriminator = Discriminator(in_channels, in_shape, out_shape, cfg.discriminator)
+    discriminator = Discriminator(in_channels, in_shape, out_shape, cfg.discriminator, static_channels)
     return ModelBundle(generator, discriminator, "gan")
 
 

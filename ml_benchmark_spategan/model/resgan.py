@@ -20,8 +20,9 @@ from torch import nn
 
 from ml_benchmark_spategan.config.schema import GeneratorConfig, UNetConfig
 from ml_benchmark_spategan.model import losses
+from ml_benchmark_spategan.model.blocks import check_static
 from ml_benchmark_spategan.model.spagan2d import Generator
-from ml_benchmark_spategan.model.unet import UNet, check_static
+from ml_benchmark_spategan.model.unet import UNet
 
 
 class ResidualGenerator(nn.Module):

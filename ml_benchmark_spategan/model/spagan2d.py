@@ -23,7 +23,9 @@ Generator
     gives a deterministic network.
 
 Discriminator
-    Conditional patch discriminator. The HR path runs residual blocks over y (stride 2 in the first
+    Conditional patch discriminator. The HR path runs residual blocks over y, concatenated with the
+    static field when built with ``static_channels`` (``data.use_orography``: D judges the field next to
+    the terrain it lies on, so it can reject rain that ignores the mountains) (stride 2 in the first
     k = min(len(hr_channels), floor(log2(min(H/h, W/w)))) blocks; 128 -> 16 for the benchmark) and the
     HR features are then area-averaged to the predictor grid (h, w) if they still differ. The LR path runs
     residual blocks over x_lr at (h, w). Both are concatenated and reduced by 1x1 convs to patch logits
@@ -55,6 +57,7 @@ from ml_benchmark_spategan.model.blocks import (
     GenResBlock,
     MCDropout,
     apply_film,
+    check_static,
     conv1x1,
     conv3x3,
     film_or_none,
@@ -198,17 +201,18 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """(y_hr (B, 1, H, W), x_lr (B, C, h, w)) -> patch logits (B, 1, h, w)."""
+    """(y_hr (B, 1, H, W), x_lr (B, C, h, w) [, static_hr (B or 1, S, H, W)]) -> patch logits (B, 1, h, w)."""
 
     def __init__(self, lr_channels: int, in_shape: tuple[int, int], out_shape: tuple[int, int],
-                 cfg: DiscriminatorConfig):
+                 cfg: DiscriminatorConfig, static_channels: int = 0):
         super().__init__()
         if not cfg.hr_channels or not cfg.lr_channels:
             raise ValueError("model.discriminator: hr_channels and lr_channels need at least one entry each")
         self.lr_channels, self.in_shape, self.out_shape = lr_channels, tuple(in_shape), tuple(out_shape)
+        self.static_channels = static_channels
         ratio = min(out_shape[0] / in_shape[0], out_shape[1] / in_shape[1])
         self.n_down = min(len(cfg.hr_channels), max(0, math.floor(math.log2(ratio)))) if ratio >= 1 else 0
-        hr = (1,) + tuple(cfg.hr_channels)
+        hr = (1 + static_channels,) + tuple(cfg.hr_channels)
         self.hr_path = nn.ModuleList(
             DiscResBlock(hr[i], hr[i + 1], stride=2 if i < self.n_down else 1, preactivate=i > 0)
             for i in range(len(cfg.hr_channels))
@@ -227,10 +231,13 @@ class Discriminator(nn.Module):
                 if isinstance(m, nn.Conv2d):
                     spectral_norm(m)
 
-    def forward(self, y_hr: torch.Tensor, x_lr: torch.Tensor) -> torch.Tensor:
+    def forward(self, y_hr: torch.Tensor, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None) -> torch.Tensor:
         _check_input("y_hr", y_hr, 1, self.out_shape)
         _check_input("x_lr", x_lr, self.lr_channels, self.in_shape)
         h = y_hr
+        if self.static_channels or static_hr is not None:  # the field next to the terrain it lies on
+            static_hr = check_static(static_hr, self.static_channels, self.out_shape, y_hr.shape[0])
+            h = torch.cat([y_hr, static_hr.to(y_hr.dtype)], dim=1)
         for block in self.hr_path:
             h = self.dropout(block(h))
         h = resize_area(h, self.in_shape)
@@ -296,14 +303,30 @@ def _members(generator: nn.Module, x_lr, n_members: int, static_hr, doy=None) ->
     return generator.sample(x_lr, n_members, static_hr, **kwargs)
 
 
-def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings, scaler=None) -> dict[str, torch.Tensor]:
-    """One D update on real ``y_real`` and generated ``fake`` (B, 1, H, W); invalid cells are set to 0."""
+def _repeat_static(static_hr, times: int, interleave: bool):
+    """The static field for a batch repeated ``times`` times (a batch-1 field broadcasts as it is)."""
+    if static_hr is None or static_hr.shape[0] == 1 or times == 1:
+        return static_hr
+    return static_hr.repeat_interleave(times, dim=0) if interleave else static_hr.repeat(times, 1, 1, 1)
+
+
+def _d_static(discriminator, static_hr):
+    """``static_hr`` for a discriminator conditioned on it, None for one that is not."""
+    return static_hr if getattr(_module(discriminator), "static_channels", 0) else None
+
+
+def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings, scaler=None,
+                       static_hr=None) -> dict[str, torch.Tensor]:
+    """One D update on real ``y_real`` and generated ``fake`` (B, 1, H, W); invalid cells are set to 0.
+
+    ``static_hr`` (B or 1, S, H, W) is given to a discriminator built with static channels."""
     d_loss, _ = _d_losses(settings)
     device_type = x_lr.device.type
     fake = torch.where(mask, fake.detach().to(y_real.dtype), 0.0)
+    static = _repeat_static(_d_static(discriminator, static_hr), 2, interleave=False)
     with autocast(settings.precision, device_type):
         # Real and fake in one batch: no batch statistics in D, so this equals two separate passes.
-        logits = discriminator(torch.cat([y_real, fake]), torch.cat([x_lr, x_lr])).float()
+        logits = discriminator(torch.cat([y_real, fake]), torch.cat([x_lr, x_lr]), static).float()
     real_logits, fake_logits = logits.chunk(2)
     loss_real, loss_fake = d_loss(real_logits, fake_logits)
     loss = loss_real + loss_fake
@@ -331,7 +354,8 @@ def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings
         members = _members(generator, x_lr, e, static_hr, doy).float()  # (B, E, H, W)
         y_mean = members.mean(dim=1, keepdim=True)
         fake = torch.where(mask, members, 0.0).reshape(b * e, 1, hh, ww)
-        fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0)).float()
+        static = _repeat_static(_d_static(discriminator, static_hr), e, interleave=True)
+        fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0), static).float()
     loss_l1, loss_mse = losses.masked_l1(y_mean, y_real, mask), losses.masked_mse(y_mean, y_real, mask)
     loss_adv = g_loss(fake_logits)
     loss = w.l1_weight * loss_l1 + w.mse_weight * loss_mse + w.adversarial_weight * loss_adv
@@ -377,7 +401,7 @@ def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanS
     d_logs: dict[str, torch.Tensor] = {}
     for k in range(settings.n_critic):
         phase = discriminator_step(x_lr, y_real, fakes[:, k:k + 1], mask, discriminator, opt_d, settings,
-                                   scalers.get("d"))
+                                   scalers.get("d"), static_hr)
         for key, value in phase.items():
             d_logs[key] = d_logs.get(key, 0.0) + value / settings.n_critic
     g_logs = generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scalers.get("g"),

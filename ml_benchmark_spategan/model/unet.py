@@ -26,6 +26,7 @@ from ml_benchmark_spategan.model.baselines import _check_x, _Deterministic
 from ml_benchmark_spategan.model.blocks import (
     LEAKY_SLOPE,
     apply_film,
+    check_static,
     film_or_none,
     group_norm,
     init_weights,
@@ -41,22 +42,6 @@ def _level(c_in: int, c_out: int, n_convs: int) -> nn.Sequential:
         layers += [nn.Conv2d(c_in if k == 0 else c_out, c_out, 3, padding=1, padding_mode="replicate"),
                    group_norm(c_out), nn.LeakyReLU(LEAKY_SLOPE)]
     return nn.Sequential(*layers)
-
-
-def check_static(static_hr: torch.Tensor | None, static_channels: int, out_shape: tuple[int, int],
-                 batch: int) -> torch.Tensor | None:
-    """The static field expanded to (batch, S, H, W), or None; ValueError when it does not match the model."""
-    if static_channels == 0:
-        if static_hr is not None:
-            raise ValueError("static_hr: the model was built with static_channels=0 but received a static field")
-        return None
-    if static_hr is None:
-        raise ValueError(f"static_hr: the model expects {static_channels} static channel(s), found None")
-    if static_hr.ndim != 4 or static_hr.shape[1] != static_channels or tuple(static_hr.shape[-2:]) != tuple(out_shape) \
-            or static_hr.shape[0] not in (1, batch):
-        raise ValueError(f"static_hr: expected (1 or {batch}, {static_channels}, {out_shape[0]}, {out_shape[1]}), "
-                         f"found {tuple(static_hr.shape)}")
-    return static_hr.expand(batch, -1, -1, -1)
 
 
 class UNet(_Deterministic):
