@@ -24,6 +24,7 @@ from ml_benchmark_spategan.model.blocks import DoyFiLM, doy_features
 from ml_benchmark_spategan.model.registry import build_model, doy_film
 from ml_benchmark_spategan.model.resgan import ResidualGenerator
 from ml_benchmark_spategan.model.spagan2d import Discriminator, GanStepSettings, Generator, train_gan_step
+from ml_benchmark_spategan.model.spectral import spectral_norm_fp32
 from ml_benchmark_spategan.model.unet import UNet
 
 IN, OUT, C = (8, 8), (32, 32), 3
@@ -302,3 +303,38 @@ def test_registry_conditions_d_on_the_orography_when_used():
     for name in ("spagan", "resgan"):
         assert build_model(ModelConfig(name=name, **small), C, IN, OUT, 1).discriminator.static_channels == 1
         assert build_model(ModelConfig(name=name, **small), C, IN, OUT, 0).discriminator.static_channels == 0
+
+
+# --- spectral norm in fp32 ----------------------------------------------------------------------
+def test_spectral_norm_sigma_is_fp32_and_exact_under_bf16_autocast():
+    conv = spectral_norm_fp32(nn.Conv2d(6, 10, 3))
+    p = conv.parametrizations.weight[0]
+    w = conv.parametrizations.weight.original.detach()
+    exact = torch.linalg.matrix_norm(w.flatten(1), ord=2)
+    x = torch.randn(2, 6, 9, 9)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(50):  # each training-mode access refines u, v once
+            y = conv(x)
+        sigma = p.sigma(w)
+        effective = conv.weight
+    assert y.dtype == torch.bfloat16  # the convolution itself still runs in bf16
+    assert sigma.dtype == torch.float32 and p._u.dtype == torch.float32 and p._v.dtype == torch.float32
+    assert effective.dtype == torch.float32
+    torch.testing.assert_close(sigma, exact, rtol=1e-4, atol=0)
+    torch.testing.assert_close(effective, w / exact, rtol=1e-4, atol=1e-7)
+    assert torch.linalg.matrix_norm(effective.flatten(1), ord=2).item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_spectral_norm_eval_freezes_u_v_and_state_dict_matches_torch():
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    ours, theirs = spectral_norm_fp32(nn.Conv2d(3, 4, 3)), spectral_norm(nn.Conv2d(3, 4, 3))
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())  # checkpoints written with torch's spectral norm load
+    torch.testing.assert_close(ours.parametrizations.weight[0]._u, theirs.parametrizations.weight[0]._u)
+    ours.eval()
+    u = ours.parametrizations.weight[0]._u.clone()
+    ours(torch.randn(1, 3, 5, 5))
+    assert torch.equal(u, ours.parametrizations.weight[0]._u)
+    theirs.eval()
+    torch.testing.assert_close(ours.weight, theirs.weight)  # same u, v, original -> same normalised weight

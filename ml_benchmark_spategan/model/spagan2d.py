@@ -29,8 +29,9 @@ Discriminator
     k = min(len(hr_channels), floor(log2(min(H/h, W/w)))) blocks; 128 -> 16 for the benchmark) and the
     HR features are then area-averaged to the predictor grid (h, w) if they still differ. The LR path runs
     residual blocks over x_lr at (h, w). Both are concatenated and reduced by 1x1 convs to patch logits
-    (B, 1, h, w). Dropout after every block; optional spectral norm on every conv; Kaiming-normal
-    weights and zero biases set after the layers exist and before spectral norm is registered.
+    (B, 1, h, w). Dropout after every block; optional spectral norm on every conv (power iteration and σ
+    in fp32 under autocast, :mod:`.spectral`); Kaiming-normal weights and zero biases set after the layers
+    exist and before spectral norm is registered.
 
 Training step (StyleGAN2-ADA style phases): ``n_critic`` discriminator phases, then one generator
 phase, see :func:`train_gan_step`.
@@ -46,10 +47,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.nn.utils.parametrizations import spectral_norm
 
 from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorConfig, LossConfig, TrainingConfig
 from ml_benchmark_spategan.model import losses
+from ml_benchmark_spategan.model.spectral import spectral_norm_fp32
 from ml_benchmark_spategan.model.amp import autocast, make_grad_scalers, optimizer_step, resolve_precision
 from ml_benchmark_spategan.model.blocks import (
     LEAKY_SLOPE,
@@ -229,7 +230,7 @@ class Discriminator(nn.Module):
         if cfg.spectral_norm:
             for m in list(self.modules()):
                 if isinstance(m, nn.Conv2d):
-                    spectral_norm(m)
+                    spectral_norm_fp32(m)
 
     def forward(self, y_hr: torch.Tensor, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None) -> torch.Tensor:
         _check_input("y_hr", y_hr, 1, self.out_shape)
