@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from ml_benchmark_spategan.model import losses
-from ml_benchmark_spategan.model.amp import autocast, optimizer_step
+from ml_benchmark_spategan.model.amp import autocast
 from ml_benchmark_spategan.model.blocks import apply_film, film_or_none
+from ml_benchmark_spategan.training.optim import optimizer_step
 
 
 def _check_x(x_lr: torch.Tensor, channels: int, shape: tuple[int, int]) -> None:

@@ -16,11 +16,12 @@ Generator
     coarsening, bilinear otherwise) and concatenated at every upsampling stage.
 
     Trunk: stem conv -> residual blocks at (h0, w0) -> one U level (stride-2 conv to ceil(h0/2), blocks,
-    bilinear back up, 1x1 merge with the skip) -> blocks -> [day-of-year FiLM, with ``doy_film``] -> n stages of [×2 bilinear upsampling, concat
-    static, conv, 2 residual blocks] -> GroupNorm/LeakyReLU/3x3 conv to one channel (linear output).
-    Stochasticity: element-wise dropout in every residual block, active while sampling (MC dropout),
-    with masks from the global RNG, so ensemble members differ. ``set_mc_dropout(False)`` plus ``eval()``
-    gives a deterministic network.
+    bilinear back up, 1x1 merge with the skip) -> blocks -> [day-of-year FiLM, with ``doy_film``] -> n
+    stages of [×2 bilinear upsampling, concat static, conv, 2 residual blocks] -> GroupNorm/LeakyReLU/3x3
+    conv to one channel (linear output). Stochasticity: element-wise dropout in every residual block,
+    active while sampling (MC dropout), with masks from the global RNG, so ensemble members differ.
+    ``always_on = False`` on every :class:`~.blocks.MCDropout` plus ``eval()`` gives a deterministic
+    network.
 
 Discriminator
     Conditional patch discriminator. The HR path runs residual blocks over y, concatenated with the
@@ -50,13 +51,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorConfig, LossConfig, TrainingConfig
 from ml_benchmark_spategan.model import losses
-from ml_benchmark_spategan.model.spectral import spectral_norm_fp32
-from ml_benchmark_spategan.model.amp import autocast, make_grad_scalers, optimizer_step, resolve_precision
+from ml_benchmark_spategan.model.amp import autocast, resolve_precision
 from ml_benchmark_spategan.model.blocks import (
     LEAKY_SLOPE,
     DiscResBlock,
     GenResBlock,
-    MCDropout,
     apply_film,
     check_static,
     conv1x1,
@@ -67,10 +66,12 @@ from ml_benchmark_spategan.model.blocks import (
     resize_area,
     resize_bilinear,
 )
+from ml_benchmark_spategan.model.spectral import spectral_norm_fp32
+from ml_benchmark_spategan.training.optim import optimizer_step
 
 __all__ = [
     "Generator", "Discriminator", "GanStepSettings", "train_gan_step", "discriminator_step",
-    "generator_step", "resolve_precision", "make_grad_scalers", "working_grid",
+    "generator_step", "resolve_precision", "working_grid",
 ]
 
 BLOCKS_PER_STAGE = 2  # residual blocks after each ×2 upsampling
@@ -137,12 +138,6 @@ class Generator(nn.Module):
         self.head = nn.Sequential(group_norm(chans[-1]), nn.LeakyReLU(LEAKY_SLOPE), conv3x3(chans[-1], 1))
         self.doy_film = film_or_none(doy_film, f)  # on the coarse trunk's output
         init_weights(self)
-
-    def set_mc_dropout(self, enabled: bool) -> None:
-        """Keep dropout active outside training mode (True, the default) or follow train()/eval()."""
-        for m in self.modules():
-            if isinstance(m, MCDropout):
-                m.always_on = enabled
 
     def _static(self, static_hr: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         if self.static_channels == 0:
@@ -383,7 +378,8 @@ def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanS
     (True = valid), optional ``doy`` (B,) day of year (passed to generators that take it). Every critic phase sees fresh fakes, as in the reference; G does not change during
     the critic phases, so all ``n_critic`` fake batches are drawn in ONE no-grad forward pass
     (``sample``), which is the same distribution as drawing them phase by phase. D logs are averaged
-    over the critic phases. fp16 needs ``scalers = make_grad_scalers('fp16', device_type)``.
+    over the critic phases. fp16 needs ``scalers = make_grad_scalers('fp16', device_type)``
+    (:mod:`ml_benchmark_spategan.training.optim`).
 
     Under DistributedDataParallel pass the wrapped networks (:func:`training.distributed.wrap_ddp`); each
     rank gives its share of the global batch. Every loss is a mean over its shard, so the averaged
