@@ -70,7 +70,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"])
     device = torch.device(device)
-    bundle = build_models(cfg, state["geometry"], device)
+    bundle = build_models(cfg.model, state["geometry"], device)
     bundle.generator.load_state_dict(state["generator"])
     if bundle.discriminator is not None and state.get("discriminator") is not None:
         bundle.discriminator.load_state_dict(state["discriminator"])
