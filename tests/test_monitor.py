@@ -205,3 +205,22 @@ def test_status_command(reference_run, tmp_path, capsys):
     assert main([str(root), "--json", "--state", "failed"]) == 0
     assert [s["run"] for s in json.loads(capsys.readouterr().out)] == [failed.name]
     assert main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_evaluating_state_while_an_evaluation_runs(tmp_path):
+    before = {"run": "r", "state": "finished", "heartbeat": time.time() - 3600, "host": "node7", "pid": 1, "best": 2.5}
+    (tmp_path / "status.json").write_text(json.dumps(before))
+    from ml_benchmark_spategan.monitor.status import evaluating
+
+    with evaluating(tmp_path, "val"):
+        during = read_status(tmp_path)
+        assert (during["state"], during["evaluation"], during["pid"]) == ("evaluating", "val", os.getpid())
+        assert time.time() - during["heartbeat"] < 60
+    after = json.loads((tmp_path / "status.json").read_text())
+    assert {k: after[k] for k in before if k != "heartbeat"} == {k: v for k, v in before.items() if k != "heartbeat"}
+    assert after["state"] == "finished" and after["last_evaluation"] == "val"
+    live = {**before, "state": "training", "heartbeat": time.time(), "pid": os.getpid()}
+    (tmp_path / "status.json").write_text(json.dumps(live))
+    with evaluating(tmp_path, "val"):  # a training process owns the file: left alone
+        assert read_status(tmp_path)["state"] == "training"
+    assert json.loads((tmp_path / "status.json").read_text()) == live

@@ -16,7 +16,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ml_benchmark_spategan.monitor.files import STATUS_FILE, write_json_atomic
@@ -83,6 +84,30 @@ class StatusFile:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+@contextmanager
+def evaluating(run_dir: str | Path, label: str) -> Iterator[None]:
+    """State ``evaluating`` (with a heartbeat) while an evaluation of a run that is not training runs; the
+    run's own state afterwards, with ``last_evaluation``. A run without status.json is left alone."""
+    path = Path(run_dir) / STATUS_FILE
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        before = None
+    if before is None or effective_state(before) in ACTIVE_STATES:  # none, or a live trainer owns the file
+        yield
+        return
+    status = StatusFile(Path(run_dir))
+    status.fields = {**before, **{k: status.fields[k] for k in ("host", "pid", "slurm_job_id")}, "evaluation": label}
+    status.set_state("evaluating")
+    status.start_heartbeat()
+    try:
+        yield
+    finally:
+        status.close()
+        status.fields = {**before, "last_evaluation": label, "last_evaluation_time": iso(time.time())}
+        status.write()
 
 
 # --- the readers' side ------------------------------------------------------------------------------------
