@@ -167,3 +167,65 @@ def test_live_page_watch_stop_and_resume(tmp_path):
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=30)
+
+
+# --- Start: the launcher behind the button ---------------------------------------------------------------
+def test_overrides_are_parsed_one_per_line():
+    from ml_benchmark_spategan.monitor.dashboard.launch import parse_overrides
+
+    text = "training.epochs=3\n\n# a comment\n--set data.domain=NZ\n  model.name = unet \n"
+    assert parse_overrides(text) == ["training.epochs=3", "data.domain=NZ", "model.name = unet"]
+    with pytest.raises(ValueError, match="'training.epochs 3': expected key.path=value"):
+        parse_overrides("training.epochs 3")
+
+
+def test_start_refuses_a_bad_config_and_creates_nothing(tmp_path):
+    from ml_benchmark_spategan.monitor.dashboard.launch import start
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    done = start(ROOT, runs, str(ROOT / "config.yml"), ["training.epochz=3"], use_sbatch=False)
+    assert not done.ok and "training.epochz" in done.message and list(runs.iterdir()) == []
+    assert not start(ROOT, runs, str(tmp_path / "missing.yml"), [], use_sbatch=False).ok
+
+
+def test_start_submits_with_sbatch_when_asked(tmp_path, monkeypatch):
+    """A stand-in sbatch on PATH records its arguments and environment exports."""
+    from ml_benchmark_spategan.monitor.dashboard import launch
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "sbatch_args.txt"
+    fake = bin_dir / "sbatch"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\necho "Submitted batch job 4242"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(launch, "check", lambda repo, config, overrides: None)  # the dry run is tested above
+    repo = tmp_path / "repo"
+    (repo / "slurm").mkdir(parents=True)
+    (repo / "config.yml").write_text("{}\n")
+    done = launch.start(repo, tmp_path / "runs", "config.yml", ["training.epochs=3"])
+    assert done.ok and "Submitted batch job 4242" in done.message
+    args = record.read_text().splitlines()
+    assert args == [f"--export=ALL,CONFIG=config.yml,RUN_DIR={done.run_dir}", "slurm/train.sbatch",
+                    "--set", "training.epochs=3"]
+    assert done.run_dir.parent == (tmp_path / "runs").resolve() and (repo / "logs").is_dir()
+
+
+def test_start_spawns_a_local_run(tmp_path, monkeypatch):
+    """Without sbatch: a detached training_v2.py process into a new run folder of the runs root (here a
+    stand-in script that records its arguments)."""
+    from ml_benchmark_spategan.monitor.dashboard import launch
+
+    monkeypatch.setattr(launch, "check", lambda repo, config, overrides: None)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "config.yml").write_text("{}\n")
+    (repo / "training_v2.py").write_text("import json, sys; print(json.dumps(sys.argv[1:]))\n")
+    done = launch.start(repo, tmp_path / "runs", "config.yml", ["training.epochs=3"], use_sbatch=False)
+    assert done.ok
+    log = tmp_path / "runs" / ".launch" / f"{done.run_dir.name}.log"
+    _wait_for(lambda: log.is_file() and log.read_text().strip(), 30, "the launched process's output")
+    assert json.loads(log.read_text()) == ["--config", "config.yml", "--set", "training.epochs=3",
+                                           "--run-dir", str(done.run_dir)]
+    launch.reap()
