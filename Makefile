@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(PIP_TORCH_ARGS)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,dashboard]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -48,7 +48,12 @@ run: $(VENV)/.installed $(DEMO_MARKER)
 	$(PY) evaluation/evaluate.py "$$run_dir" --split val --members 3; \
 	echo "run folder: $$run_dir"
 
+# The dashboard's browser test drives headless Chromium; install Debian's when absent (else it is skipped).
 test: $(VENV)/.installed
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "installing chromium + chromedriver for the dashboard's browser test"; \
+	  { apt-get install -y -qq chromium chromium-driver || sudo -n apt-get install -y -qq chromium chromium-driver; } \
+	    >/dev/null 2>&1 || echo "could not install chromium (no root?): the browser test will be skipped"; }
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed

@@ -10,8 +10,10 @@ keys in ml_benchmark_spategan.training.resume.RESUMABLE_KEYS (e.g. training.epoc
 
 Exit status: 0 on success; 2 for a bad configuration, bad data, an unusable checkpoint or run folder (the
 message is printed to stderr without a traceback, and nothing is created or changed); 75 when SIGTERM or
-SIGUSR1 stopped the run after writing checkpoints/last.pt (a SLURM job script requeues on 75); 3 when a
-training loss became NaN/Inf (training.nonfinite_loss: stop).
+SIGUSR1 stopped the run after writing checkpoints/last.pt (a SLURM job script requeues on 75); also 0 when
+a STOP file in the run folder (the dashboard's Stop button) stopped it after writing checkpoints/last.pt
+(status.json says "stopped"; continue with --resume); 3 when a training loss became NaN/Inf
+(training.nonfinite_loss: stop).
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ from ml_benchmark_spategan.evaluation.report import (
     summary_markdown,
 )
 from ml_benchmark_spategan.inference import LoadedRun, load_run, predict_ensemble, prediction_attrs
+from ml_benchmark_spategan.monitor.status import evaluating
 from ml_benchmark_spategan.training.artifacts import SAMPLE_PREDICTOR, save_figure
 from ml_benchmark_spategan.training.checkpoint import CheckpointError
 from ml_benchmark_spategan.training.rundir import RunDirError, resolve_device
@@ -384,6 +385,12 @@ def evaluate(args: argparse.Namespace) -> int:
     LOG.info("%d CPU thread(s)", threads)
     split = open_split(run, args)
     folder = Path(args.out) if args.out else run.run_dir / "evaluation" / split.label
+    with evaluating(run.run_dir, split.label):  # status.json: state "evaluating" meanwhile
+        return _predict_and_score(run, baselines, split, folder, args)
+
+
+def _predict_and_score(run: LoadedRun, baselines: list[LoadedRun], split: SplitData, folder: Path,
+                       args: argparse.Namespace) -> int:
     LOG.info("%s (%s, epoch %d): predicting %s, %d days x %d members", run.run_dir, run.checkpoint, run.epoch,
              split.label, split.predictors.sizes["time"], args.members)
     pred, seconds = predict(run, split, args.members, args.batch_size)

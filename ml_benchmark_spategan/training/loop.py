@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -99,12 +100,14 @@ def _restore_partial(session: Session) -> tuple[dict, int, int, float]:
     return sums, partial.get("done", 0), partial.get("skipped", 0), partial.get("seconds", 0.0)
 
 
-def train_epoch(session: Session, stop: StopFlag | None = None) -> dict[str, float]:
+def train_epoch(session: Session, stop: StopFlag | None = None,
+                step_end: Sequence[Callable[[Session], None]] = ()) -> dict[str, float]:
     """Run (the rest of) one epoch; return the epoch means of the step statistics plus timing.
 
     Batches before ``session.epoch_step`` were done before an interruption: the loader's order is a pure
     function of (seed, epoch), so skipping them continues exactly where the run stopped. When ``stop`` is
     set after a step, the running sums are kept in ``session.partial`` and :class:`Preempted` is raised.
+    ``step_end`` hooks run after every step (the monitor's heartbeat counters; they must be cheap).
     """
     session.train_loader.set_epoch(session.epoch)
     n_steps = _steps_this_epoch(session)
@@ -133,6 +136,8 @@ def train_epoch(session: Session, stop: StopFlag | None = None) -> dict[str, flo
         session.global_step += 1
         session.epoch_step = k + 1
         bar.update(1)
+        for hook in step_end:
+            hook(session)
         if not skip_mode and (done % CHECK_EVERY_STEPS == 0 or done == n_steps):
             _check_sums(session, sums)
         if stop is not None and stop_requested(session, stop) and session.epoch_step < n_steps:

@@ -18,6 +18,8 @@ from ml_benchmark_spategan.dataloader.mask import save_target_mask, training_mas
 from ml_benchmark_spategan.dataloader.normalization import Normalizers
 from ml_benchmark_spategan.dataloader.reader import open_training_data
 from ml_benchmark_spategan.dataloader.split import split_data
+from ml_benchmark_spategan.monitor.files import stop_file
+from ml_benchmark_spategan.monitor.trainer import Monitor, RunMonitor
 from ml_benchmark_spategan.training import artifacts, distributed
 from ml_benchmark_spategan.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from ml_benchmark_spategan.training.history import write_history
@@ -38,7 +40,7 @@ from ml_benchmark_spategan.training.session import (
     normalization_params,
     session_state,
 )
-from ml_benchmark_spategan.training.signals import Preempted, StopFlag
+from ml_benchmark_spategan.training.signals import Preempted, StopFlag, StopRequested
 from ml_benchmark_spategan.training.validation import validate
 from ml_benchmark_spategan.utils.threads import apply_num_threads
 
@@ -93,7 +95,9 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
 
     Everything that can fail on bad input (device, data files, split, checkpoint) is checked before the
     run folder is created or changed. Under torchrun/srun every process runs this; rank 0 alone writes.
-    ``epoch_end`` hooks: see :data:`EpochEndHook`.
+    ``epoch_end`` hooks: see :data:`EpochEndHook`. Rank 0 keeps ``status.json`` and ``tensorboard/``
+    (:mod:`ml_benchmark_spategan.monitor`); a ``STOP`` file in the run folder stops the run like a signal,
+    but as :class:`StopRequested` (state "stopped", exit 0).
     """
     threads = apply_num_threads(cfg.runtime.num_threads)
     device = resolve_device(cfg.device, cfg.on_missing_gpu)
@@ -103,18 +107,34 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
     folder, state = _resume_state(cfg, run_dir, resume)
     dist = distributed.setup(device)
     stop = StopFlag().install()
+    monitor = Monitor()
     try:
         folder = _shared_run_dir(cfg, folder, state, resume, dist)
         logger = setup_logging(folder if dist.main else None, console=dist.main)
+        monitor = RunMonitor(folder, logger) if dist.main else monitor
+        stop.stop_file = stop_file(folder)
         session = _start_session(cfg, folder, state, dist, train_data, val_data, logger)
+        monitor.attach(session, resumed=state is not None)
         logger.info("runtime: %d CPU thread(s) for torch and dask (runtime.num_threads=%d)", threads,
                     cfg.runtime.num_threads)
-        fit(session, stop, epoch_end)
+        fit(session, stop, epoch_end, monitor)
+        monitor.ended("finished")
+    except BaseException as err:
+        monitor.ended(*_end_state(err))
+        raise
     finally:
         stop.uninstall()
         close_logging()
         distributed.cleanup()
     return folder
+
+
+def _end_state(err: BaseException) -> tuple[str, str | None]:
+    if isinstance(err, StopRequested):
+        return "stopped", None
+    if isinstance(err, Preempted):
+        return "requeued", str(err)
+    return "failed", f"{type(err).__name__}: {err}"
 
 
 def _check_model_builds(cfg: Config, train_data) -> None:
@@ -197,20 +217,25 @@ def _epochs_to_run(session: Session) -> range:
     return range(session.epoch, last)
 
 
-def fit(session: Session, stop: StopFlag | None = None, epoch_end: Sequence[EpochEndHook] = ()) -> None:
+def fit(session: Session, stop: StopFlag | None = None, epoch_end: Sequence[EpochEndHook] = (),
+        monitor: Monitor | None = None) -> None:
     """The epoch schedule; each epoch ends with a complete, consistent run folder (written by rank 0),
-    then the ``epoch_end`` hooks run (rank 0)."""
+    then the ``epoch_end`` hooks run (rank 0). ``monitor`` hears of every step and epoch (rank 0)."""
     main = session.dist.main
+    monitor = monitor or Monitor()
     for epoch in _epochs_to_run(session):
         session.epoch = epoch
         row = {"epoch": epoch + 1}
+        monitor.epoch_started(session)
         if session.bundle.kind != "fixed":
             try:
-                row.update(train_epoch(session, stop))
+                row.update(train_epoch(session, stop, step_end=(monitor.step,)))
             except Preempted as stopped:
-                _save_preempted(session, stopped)
-                raise
+                stopped = stop.classify(stopped)
+                _save_preempted(session, stopped, stop, monitor)
+                raise stopped from None
         row.update(_learning_rates(session))
+        monitor.epoch_trained(session)
         if main:
             row.update(_validate_if_due(session, epoch))
         for scheduler in session.schedulers.values():
@@ -219,27 +244,39 @@ def fit(session: Session, stop: StopFlag | None = None, epoch_end: Sequence[Epoc
         session.epoch = epoch + 1
         if main:
             _log_epoch(session, row)
+            monitor.epoch_logged(session, row)
             _save_checkpoints(session, row, epoch)
+            monitor.checkpointed(session, session.run_dir / "checkpoints" / "last.pt")
             write_history(session.run_dir, session.history)
             artifacts.plot_history(session)
             for hook in epoch_end:
                 hook(session, row)
         distributed.barrier()
         if stop is not None and session.epoch < _epochs_to_run(session).stop and stop_requested(session, stop):
-            stopped = Preempted(f"{stop.name or 'stop signal'} received after epoch {session.epoch}")
-            session.logger.warning("%s; exit %d so the job can be requeued", stopped, stopped.exit_code)
+            stopped = stop.classify(Preempted(f"{stop.name or 'stop signal'} received after epoch {session.epoch}"))
+            session.logger.warning("%s; exit %d%s", stopped, stopped.exit_code, _why_exit(stopped))
+            if main:
+                stop.consume_file()
             raise stopped
     if main:
         _save_final(session)
+        monitor.finished(session)
         session.logger.info("done: %s", session.run_dir)
     distributed.barrier()
 
 
-def _save_preempted(session: Session, stopped: Preempted) -> None:
+def _why_exit(stopped: Preempted) -> str:
+    return " (stop requested; not a requeue)" if isinstance(stopped, StopRequested) else " so the job can be requeued"
+
+
+def _save_preempted(session: Session, stopped: Preempted, stop: StopFlag, monitor: Monitor) -> None:
     if session.dist.main:
-        save_checkpoint(session.run_dir / "checkpoints" / "last.pt", session_state(session))
-        session.logger.warning("%s; wrote checkpoints/last.pt; exit %d so the job can be requeued",
-                               stopped, stopped.exit_code)
+        path = session.run_dir / "checkpoints" / "last.pt"
+        save_checkpoint(path, session_state(session))
+        monitor.checkpointed(session, path)
+        stop.consume_file()
+        session.logger.warning("%s; wrote checkpoints/last.pt; exit %d%s", stopped, stopped.exit_code,
+                               _why_exit(stopped))
     distributed.barrier()
 
 
