@@ -53,6 +53,7 @@ class RunMonitor(Monitor):
         self._t_prev: float | None = None
         self._t_epoch_end: float | None = None
         self._epoch_had_val = False
+        self._epoch_number = 0  # 1-based epoch being trained or validated (or the last one, once finished)
         _clear_old_stop_file(self.run_dir, self.logger)
         self.status.set_state("starting")
         self.status.start_heartbeat()
@@ -60,6 +61,7 @@ class RunMonitor(Monitor):
     # --- schedule hooks ------------------------------------------------------------------------------
     def attach(self, session, resumed: bool) -> None:
         self.session = session
+        self._epoch_number = min(session.epoch + 1, self._last_epoch(session))
         self.tb = _open_tensorboard(self.run_dir, session.global_step if resumed else None, self.logger)
         if self.tb is not None and not resumed:
             from ml_benchmark_spategan.config.loader import config_to_dict
@@ -73,6 +75,7 @@ class RunMonitor(Monitor):
             self.end_seconds[self._epoch_had_val].append(now - self._t_epoch_end)
             self._t_epoch_end = None
         self._t_prev = now
+        self._epoch_number = session.epoch + 1
         self._recent.clear()  # samples/s of training steps only, not across the end-of-epoch work
         self.status.set_state("training")
 
@@ -171,7 +174,7 @@ class RunMonitor(Monitor):
             return {}
         eta = self._eta(session)
         rate = self.samples_per_s()
-        return {"epoch": min(session.epoch + 1, self._last_epoch(session)), "epochs_done": len(session.history),
+        return {"epoch": self._epoch_number, "epochs_done": len(session.history),
                 "epoch_step": session.epoch_step, "step": session.global_step,
                 "samples_per_s": None if rate is None or not math.isfinite(rate) else round(rate, 3),
                 "eta_s": None if eta is None else round(eta, 1),

@@ -72,7 +72,7 @@ def facts_html(status: dict | None) -> str:
     if status is None:
         return "<p>no status.json in this folder (a run from before status files, or not started yet)</p>"
     row = status_row(status)
-    items = [("epoch", row["epoch"]), ("step", row["step"]), ("samples/s", row["samples/s"]),
+    items = [("epoch", row["epoch"]), ("step", row["step"]), ("progress", row["progress"]), ("samples/s", row["samples/s"]),
              ("ETA", row["eta"] + (f" (ends {status['eta_time'][11:19]} UTC)" if status.get("eta_time") and row["eta"] != "-" else "")),
              ("best", row["best"]), ("last checkpoint", Path(status.get("last_checkpoint") or "-").name
                                      + (f" at {status['last_checkpoint_time'][11:19]} UTC" if status.get("last_checkpoint_time") else "")),
