@@ -18,7 +18,7 @@ from ml_benchmark_spategan.monitor.files import stop_file
 from ml_benchmark_spategan.monitor.status import StatusFile, iso
 from ml_benchmark_spategan.monitor.tensorboard import TensorBoardLog, flat_hparams
 
-RATE_WINDOW = 50  # steps in the samples/s window
+RATE_WINDOW = 50  # training steps in the samples/s window (their durations; end-of-epoch work left out)
 
 
 class Monitor:
@@ -53,6 +53,7 @@ class RunMonitor(Monitor):
         self._t_prev: float | None = None
         self._t_epoch_end: float | None = None
         self._epoch_had_val = False
+        self._epoch_number = 0  # 1-based epoch being trained or validated (or the last one, once finished)
         _clear_old_stop_file(self.run_dir, self.logger)
         self.status.set_state("starting")
         self.status.start_heartbeat()
@@ -60,6 +61,7 @@ class RunMonitor(Monitor):
     # --- schedule hooks ------------------------------------------------------------------------------
     def attach(self, session, resumed: bool) -> None:
         self.session = session
+        self._epoch_number = min(session.epoch + 1, self._last_epoch(session))
         self.tb = _open_tensorboard(self.run_dir, session.global_step if resumed else None, self.logger)
         if self.tb is not None and not resumed:
             from ml_benchmark_spategan.config.loader import config_to_dict
@@ -73,7 +75,7 @@ class RunMonitor(Monitor):
             self.end_seconds[self._epoch_had_val].append(now - self._t_epoch_end)
             self._t_epoch_end = None
         self._t_prev = now
-        self._recent.clear()  # samples/s of training steps only, not across the end-of-epoch work
+        self._epoch_number = session.epoch + 1
         self.status.set_state("training")
 
     def step(self, session) -> None:
@@ -81,8 +83,8 @@ class RunMonitor(Monitor):
         if self._t_prev is not None:
             self.train_seconds += now - self._t_prev
             self.train_steps += 1
+            self._recent.append(now - self._t_prev)
         self._t_prev = now
-        self._recent.append(now)
         if self.tb is not None and session.global_step % RATE_WINDOW == 0 and self.samples_per_s():
             self.tb.scalar("time/samples_per_s", self.samples_per_s(), session.global_step)
 
@@ -140,11 +142,11 @@ class RunMonitor(Monitor):
                 "best_metric": session.cfg.logging.best_metric, "model": session.cfg.model.name}
 
     def samples_per_s(self) -> float | None:
-        if len(self._recent) < 2 or self.session is None:
+        if not self._recent or self.session is None:
             return None
-        span = self._recent[-1] - self._recent[0]
+        span = sum(self._recent)
         batch = self.session.cfg.training.batch_size * self.session.dist.world_size
-        return (len(self._recent) - 1) * batch / span if span > 0 else None
+        return len(self._recent) * batch / span if span > 0 else None
 
     def _best(self, session) -> dict:
         metric = session.cfg.logging.best_metric
@@ -171,7 +173,7 @@ class RunMonitor(Monitor):
             return {}
         eta = self._eta(session)
         rate = self.samples_per_s()
-        return {"epoch": min(session.epoch + 1, self._last_epoch(session)), "epochs_done": len(session.history),
+        return {"epoch": self._epoch_number, "epochs_done": len(session.history),
                 "epoch_step": session.epoch_step, "step": session.global_step,
                 "samples_per_s": None if rate is None or not math.isfinite(rate) else round(rate, 3),
                 "eta_s": None if eta is None else round(eta, 1),

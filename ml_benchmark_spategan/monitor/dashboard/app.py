@@ -21,11 +21,12 @@ from ml_benchmark_spategan.monitor.table import COLUMNS, progress_fraction, stat
 STATE_COLORS = {"training": "#1f77b4", "validating": "#9467bd", "evaluating": "#9467bd", "starting": "#7f7f7f",
                 "finished": "#2ca02c", "stopped": "#ff7f0e", "requeued": "#ff7f0e", "failed": "#d62728",
                 "lost": "#d62728"}
-CSS = """
-.state-badge {display:inline-block; padding:3px 10px; border-radius:4px; color:white; font-weight:bold}
-.facts td {padding:2px 12px 2px 0} .facts td:first-child {color:#555}
-pre.log {font-size:11px; max-height:320px; overflow:auto; background:#f6f6f6; padding:6px; margin:0}
-"""
+# Panel renders each pane in its own shadow root: a pane's HTML carries the styles it uses.
+CSS = """<style>
+.state-badge {display:inline-block; padding:3px 12px; border-radius:4px; color:white; font-weight:bold; font-size:15px}
+.facts td {padding:2px 14px 2px 0; font-size:13px} .facts td:first-child {color:#555}
+pre.log {font-size:11px; background:#f6f6f6; padding:6px; margin:0; white-space:pre-wrap}
+</style>"""
 
 
 def _nav(*links: tuple[str, str]) -> pn.pane.HTML:
@@ -63,7 +64,7 @@ def index_page(root: Path, refresh_ms: int) -> pn.viewable.Viewable:
 
     refresh()
     pn.state.add_periodic_callback(refresh, period=refresh_ms)
-    return pn.Column(pn.pane.HTML(f"<style>{CSS}</style><h2>Runs</h2>"), _nav(("start a run", "start")), stamp, table,
+    return pn.Column(pn.pane.HTML("<h2>Runs</h2>"), _nav(("start a run", "start")), stamp, table,
                      sizing_mode="stretch_width")
 
 
@@ -72,7 +73,7 @@ def facts_html(status: dict | None) -> str:
     if status is None:
         return "<p>no status.json in this folder (a run from before status files, or not started yet)</p>"
     row = status_row(status)
-    items = [("epoch", row["epoch"]), ("step", row["step"]), ("samples/s", row["samples/s"]),
+    items = [("epoch", row["epoch"]), ("step", row["step"]), ("progress", row["progress"]), ("samples/s", row["samples/s"]),
              ("ETA", row["eta"] + (f" (ends {status['eta_time'][11:19]} UTC)" if status.get("eta_time") and row["eta"] != "-" else "")),
              ("best", row["best"]), ("last checkpoint", Path(status.get("last_checkpoint") or "-").name
                                      + (f" at {status['last_checkpoint_time'][11:19]} UTC" if status.get("last_checkpoint_time") else "")),
@@ -83,7 +84,7 @@ def facts_html(status: dict | None) -> str:
         items.append(("stop", "requested: checkpoint at the next step"))
     cells = "".join(f'<tr class="fact-{html.escape(k.replace("/", "_").replace(" ", "_"))}"><td>{html.escape(k)}</td>'
                     f"<td>{html.escape(str(v))}</td></tr>" for k, v in items)
-    return f'<div>{badge(status["state"])}</div><table class="facts">{cells}</table>'
+    return f'{CSS}<div>{badge(status["state"])}</div><table class="facts">{cells}</table>'
 
 
 class RunView:
@@ -107,7 +108,7 @@ class RunView:
     def layout(self) -> pn.viewable.Viewable:
         name = self.folder.name
         return pn.Column(
-            pn.pane.HTML(f"<style>{CSS}</style><h2>{html.escape(name)}</h2>"),
+            pn.pane.HTML(f"<h2>{html.escape(name)}</h2>"),
             _nav(("all runs", "./"), ("evaluation results", f"evaluation?run={name}"), ("start a run", "start")),
             pn.Row(pn.Column(self.progress, self.facts), pn.Column(self.stop, self.message, width=360)),
             pn.Row(self.loss_plot, self.val_plot, sizing_mode="stretch_width"),
@@ -140,7 +141,7 @@ class RunView:
             path = rf.latest(self.folder, pattern)
             if path is not None and self._changed(key, (path, path.stat().st_mtime)):
                 pane.object = path.read_bytes()
-        self.log.object = f'<pre class="log">{html.escape(rf.log_tail(self.folder))}</pre>'
+        self.log.object = f'{CSS}<pre class="log">{html.escape(rf.log_tail(self.folder, lines=20))}</pre>'
         if self._changed("config", (self.folder / "config.yaml").exists()):
             self.config.object = f"```yaml\n{rf.read_text(self.folder / 'config.yaml')}\n```"
 
