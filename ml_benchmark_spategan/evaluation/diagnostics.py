@@ -15,8 +15,8 @@ Member policy: an x1 ``member`` dim broadcasts against x0, so maps and indices a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import dask
@@ -29,16 +29,16 @@ from ._common import (
     MEMBER,
     TIME,
     check_same_coords,
-    is_dask,
-    same_grid,
-    time_first_values,
-    time_sum,
-    without_time,
     filter_season,
+    is_dask,
     prepare_pair,
+    same_grid,
     select_var,
     single_time_chunk,
     spatial_dims,
+    time_first_values,
+    time_sum,
+    without_time,
 )
 from .spectra import psd, psd_corrected, ralsd, ralsd_rms  # noqa: F401  (benchmark names live here too)
 

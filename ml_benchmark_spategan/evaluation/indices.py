@@ -30,7 +30,6 @@ from ._common import (
     MEMBER,
     TIME,
     filter_season,
-    is_dask,
     season_mask,
     select_var,
     single_time_chunk,
