@@ -84,7 +84,10 @@ class GeneratorConfig:
     filters: int = _f(96, "channels of the coarse-resolution residual blocks", min=1)
     n_coarse_blocks: int = _f(4, "residual blocks of the U-shaped coarse-resolution trunk", min=1)
     upsample_channels: tuple[int, ...] = _f((96, 64, 32), "channels after each ×2 upsampling stage (one entry per stage)")
-    dropout: float = _f(0.2, "dropout probability; stays active when sampling ensemble members", min=0.0, max=1.0)
+    dropout: float = _f(0.0, "MC dropout probability in every residual block, active when sampling members (an extra noise source; the latent noise is the main one)", min=0.0, max=1.0)
+    noise_channels: int = _f(8, "channels of spatially correlated N(0,1) latent noise (drawn at half the working grid, bilinearly upsampled) concatenated to the trunk input; a fresh draw per member; 0 = none", min=0)
+    stage_noise: bool = _f(True, "add one N(0,1) map per sample to the features of every upsampling stage with a learned per-channel scale (StyleGAN noise, starts at 0)")
+    noise_std: float = _f(1.0, "standard deviation of the latent and stage noise (0 with dropout 0 = deterministic generator)", min=0.0)
     working_grid: tuple[int, ...] = _f((), "coarse working grid (h, w); empty = ceil(target shape / 2**stages), but never coarser than the predictor grid")
 
 

@@ -18,9 +18,13 @@ Generator
     Trunk: stem conv -> residual blocks at (h0, w0) -> one U level (stride-2 conv to ceil(h0/2), blocks,
     bilinear back up, 1x1 merge with the skip) -> blocks -> n stages of [×2 bilinear upsampling, concat
     static, conv, 2 residual blocks] -> GroupNorm/LeakyReLU/3x3 conv to one channel (linear output).
-    Stochasticity: element-wise dropout in every residual block, active while sampling (MC dropout),
-    with masks from the global RNG, so ensemble members differ. ``set_mc_dropout(False)`` plus ``eval()``
-    gives a deterministic network.
+    Every convolution pads by replicating the border (zero padding reads as a dry/cold frame and paints
+    artefacts along the edges).
+    Stochasticity (:mod:`.noise`, all from the global RNG, a fresh draw per member, active in eval mode
+    too): ``noise_channels`` maps of spatially correlated latent noise concatenated to the trunk input;
+    optionally (``stage_noise``) a noise map added at every upsampling stage with a learned per-channel
+    scale; optionally MC dropout (``dropout`` > 0) in every residual block. ``noise_std = 0`` and
+    ``dropout = 0`` give a deterministic network.
 
 Discriminator
     Conditional patch discriminator. The HR path runs residual blocks over y (stride 2 in the first
@@ -49,6 +53,7 @@ from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorCo
 from ml_benchmark_spategan.model import losses
 from ml_benchmark_spategan.model.amp import autocast, make_grad_scalers, optimizer_step, resolve_precision
 from ml_benchmark_spategan.model.blocks import (
+    GEN_PADDING,
     LEAKY_SLOPE,
     DiscResBlock,
     GenResBlock,
@@ -60,6 +65,7 @@ from ml_benchmark_spategan.model.blocks import (
     resize_area,
     resize_bilinear,
 )
+from ml_benchmark_spategan.model.noise import LatentNoise, StageNoise
 
 __all__ = [
     "Generator", "Discriminator", "GanStepSettings", "train_gan_step", "discriminator_step",
@@ -91,18 +97,19 @@ def _check_input(name: str, t: torch.Tensor, channels: int, shape: tuple[int, in
 
 
 class _UpStage(nn.Module):
-    """×2 bilinear upsampling, concat the resized static field, conv to ``c_out``, residual blocks."""
+    """×2 bilinear upsampling, concat the resized static field, conv to ``c_out``, [noise], residual blocks."""
 
-    def __init__(self, c_in: int, c_out: int, static_channels: int, dropout: float):
+    def __init__(self, c_in: int, c_out: int, static_channels: int, dropout: float, noise: StageNoise | None):
         super().__init__()
-        self.conv = conv3x3(c_in + static_channels, c_out)
+        self.conv = conv3x3(c_in + static_channels, c_out, padding_mode=GEN_PADDING)
+        self.noise = noise if noise is not None else nn.Identity()
         self.blocks = nn.Sequential(*[GenResBlock(c_out, dropout) for _ in range(BLOCKS_PER_STAGE)])
 
     def forward(self, h: torch.Tensor, static_hr: torch.Tensor | None) -> torch.Tensor:
         h = resize_bilinear(h, (2 * h.shape[-2], 2 * h.shape[-1]))
         if static_hr is not None:
             h = torch.cat([h, resize_area(static_hr, h.shape[-2:]).to(h.dtype)], dim=1)
-        return self.blocks(self.conv(h))
+        return self.blocks(self.noise(self.conv(h)))
 
 
 class Generator(nn.Module):
@@ -119,15 +126,19 @@ class Generator(nn.Module):
         f, p, n = cfg.filters, cfg.dropout, cfg.n_coarse_blocks
         n_mid = max(1, n // 2)
         n_pre = (n - n_mid) // 2
-        self.stem = conv3x3(in_channels + static_channels, f)
+        self.latent = LatentNoise(cfg.noise_channels, self.working_grid, cfg.noise_std)
+        self.stem = conv3x3(in_channels + static_channels + cfg.noise_channels, f, padding_mode=GEN_PADDING)
         self.pre = nn.Sequential(*[GenResBlock(f, p) for _ in range(n_pre)])
-        self.down = conv3x3(f, f, stride=2)
+        self.down = conv3x3(f, f, stride=2, padding_mode=GEN_PADDING)
         self.mid = nn.Sequential(*[GenResBlock(f, p) for _ in range(n_mid)])
         self.merge = conv1x1(2 * f, f)
         self.post = nn.Sequential(*[GenResBlock(f, p) for _ in range(n - n_mid - n_pre)])
         chans = (f,) + tuple(cfg.upsample_channels)
-        self.stages = nn.ModuleList(_UpStage(a, b, static_channels, p) for a, b in zip(chans[:-1], chans[1:], strict=True))
-        self.head = nn.Sequential(group_norm(chans[-1]), nn.LeakyReLU(LEAKY_SLOPE), conv3x3(chans[-1], 1))
+        self.stages = nn.ModuleList(
+            _UpStage(a, b, static_channels, p, StageNoise(b, cfg.noise_std) if cfg.stage_noise else None)
+            for a, b in zip(chans[:-1], chans[1:], strict=True))
+        self.head = nn.Sequential(group_norm(chans[-1]), nn.LeakyReLU(LEAKY_SLOPE),
+                                  conv3x3(chans[-1], 1, padding_mode=GEN_PADDING))
         init_weights(self)
 
     def set_mc_dropout(self, enabled: bool) -> None:
@@ -154,8 +165,8 @@ class Generator(nn.Module):
 
         Members are produced here, not only in :meth:`sample`, because a DistributedDataParallel wrapper
         synchronises gradients only for passes made through its ``forward``: ``ddp(x, s, n_members=4)``.
-        The batch is repeated member-major inside each sample (repeat_interleave), so members differ only
-        by their dropout masks.
+        The batch is repeated member-major inside each sample (repeat_interleave); every row of the repeated
+        batch draws its own latent noise (and dropout masks), so the members are independent draws.
         """
         if n_members is None:
             return self._predict(x_lr, static_hr)
@@ -174,6 +185,8 @@ class Generator(nn.Module):
         x = resize_bilinear(x_lr, self.working_grid)
         if static_hr is not None:
             x = torch.cat([x, resize_area(static_hr, self.working_grid).to(x.dtype)], dim=1)
+        if self.latent.channels:
+            x = torch.cat([x, self.latent(x.shape[0], x.device, x.dtype)], dim=1)
         h = self.pre(self.stem(x))
         u = self.mid(self.down(h))
         h = self.post(self.merge(torch.cat([h, resize_bilinear(u, h.shape[-2:])], dim=1)))
