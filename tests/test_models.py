@@ -201,6 +201,46 @@ def test_masked_losses_match_brute_force():
     assert losses.masked_mse(pred, true_nan, mask).item() == pytest.approx(((p - t) ** 2)[m].mean(), rel=1e-6)
 
 
+def _crps_brute_force(x: np.ndarray, y: float) -> float:
+    """Fair CRPS of members ``x`` (m,) for ``y`` by the double loop of its definition."""
+    m = len(x)
+    skill = sum(abs(xi - y) for xi in x) / m
+    if m == 1:
+        return skill
+    return skill - sum(abs(xi - xj) for xi in x for xj in x) / (2 * m * (m - 1))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 8])
+def test_fair_crps_matches_brute_force_double_loop_with_mask(m):
+    members, true = torch.randn(2, m, 4, 5, dtype=torch.float64), torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    members[0, :, 0, 0] = 0.7  # ties: all members equal
+    mask = torch.rand(1, 1, 4, 5) > 0.3
+    true_nan = torch.where(mask, true, float("nan"))
+    x, y = members.numpy(), true.numpy()
+    cells = [(b, i, j) for b in range(2) for i in range(4) for j in range(5) if mask[0, 0, i, j]]
+    expected = np.mean([_crps_brute_force(x[b, :, i, j], y[b, 0, i, j]) for b, i, j in cells])
+    assert losses.masked_crps_fair(members, true_nan, mask).item() == pytest.approx(expected, rel=1e-10)
+    per_cell = losses.crps_fair(members, true)
+    assert per_cell[1, 0, 2, 3].item() == pytest.approx(_crps_brute_force(x[1, :, 2, 3], y[1, 0, 2, 3]), rel=1e-10)
+    if m == 1:  # one member: the absolute error
+        assert losses.masked_crps_fair(members, true_nan, mask).item() == pytest.approx(
+            losses.masked_l1(members, true_nan, mask).item(), rel=1e-12)
+
+
+def test_fair_crps_of_a_perfect_ensemble_is_zero_and_rewards_spread():
+    y = torch.randn(3, 1, 6, 6)
+    assert losses.crps_fair(y.expand(3, 4, 6, 6), y).abs().max().item() < 1e-6
+    # y ~ N(0, 1): members drawn from the same distribution score better than a collapsed ensemble at 0
+    torch.manual_seed(1)
+    y = torch.randn(20000, 1, 1, 1)
+    mask = torch.ones(1, 1, 1, 1, dtype=torch.bool)
+    calibrated = losses.masked_crps_fair(torch.randn(20000, 4, 1, 1), y, mask).item()
+    collapsed = losses.masked_crps_fair(torch.zeros(20000, 4, 1, 1), y, mask).item()
+    assert calibrated == pytest.approx(1 / np.sqrt(np.pi), rel=0.03)  # CRPS of N(0,1) for y ~ N(0,1)
+    assert collapsed == pytest.approx(np.sqrt(2 / np.pi), rel=0.03)  # E|y|
+    assert calibrated < collapsed
+
+
 def test_adversarial_losses_match_formulas():
     r, f = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([-0.3, 1.5, 0.0])
     sig = torch.sigmoid

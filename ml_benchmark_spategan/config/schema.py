@@ -109,9 +109,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    l1_weight: float = _f(0.5, "weight of the L1 content loss on the ensemble mean", min=0.0)
-    mse_weight: float = _f(1.0, "weight of the MSE content loss on the ensemble mean", min=0.0)
-    adversarial_weight: float = _f(0.01, "weight of the generator's adversarial loss", min=0.0)
+    content_loss: str = _f("crps", "generator content loss: crps = fair (ensemble) CRPS over the training.ensemble_size members per cell, masked (rewards calibrated spread); mean_l1_mse = l1_weight * L1 + mse_weight * MSE of the ensemble mean (a regression: penalises member spread)", choices=("crps", "mean_l1_mse"))
+    l1_weight: float = _f(0.5, "weight of the L1 loss on the ensemble mean (content_loss: mean_l1_mse)", min=0.0)
+    mse_weight: float = _f(1.0, "weight of the MSE loss on the ensemble mean (content_loss: mean_l1_mse)", min=0.0)
+    adversarial_balance: str = _f("gradnorm", "gradnorm = scale the adversarial term every step so its gradient at G's output is adversarial_weight times the content loss's (logged as g/gradnorm_content, g/gradnorm_adv, g/adv_scale); fixed = adversarial_weight is a plain loss weight", choices=("gradnorm", "fixed"))
+    adversarial_weight: float = _f(0.2, "gradnorm: ratio of the adversarial to the content gradient norm at G's output; fixed: weight of the adversarial loss", min=0.0)
     adversarial_loss: str = _f("bce", "bce = non-saturating with one-sided label smoothing; hinge", choices=("bce", "hinge"))
     label_smoothing: float = _f(0.1, "one-sided label smoothing: real label = 1 - value (bce only)", min=0.0, max=0.5)
 
@@ -139,7 +141,7 @@ class TrainingConfig:
     epochs: int = _f(20, "training epochs", min=1)
     max_steps_per_epoch: int = _f(0, "cap on steps per epoch (0 = the whole training split)", min=0)
     n_critic: int = _f(2, "discriminator updates per generator update", min=1)
-    ensemble_size: int = _f(2, "generator members per sample in the content loss (loss on their mean)", min=1)
+    ensemble_size: int = _f(4, "generator members per sample in the generator step (fair CRPS over them, or L1/MSE of their mean)", min=1)
     loss: LossConfig = _f(LossConfig, "loss weights and adversarial loss", factory=True)
     optimizer_g: OptimizerConfig = _f(OptimizerConfig, "generator optimiser", factory=True)
     optimizer_d: OptimizerConfig = _f(lambda: OptimizerConfig(name="adamw", learning_rate=5e-4), "discriminator optimiser", factory=True)

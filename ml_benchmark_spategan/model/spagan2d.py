@@ -251,7 +251,7 @@ class GanStepSettings:
     """Everything a training step needs besides tensors, models and optimisers (precision resolved)."""
 
     n_critic: int = 2
-    ensemble_size: int = 2
+    ensemble_size: int = 4
     precision: str = "fp32"
     grad_clip_norm: float = 0.0
     loss: LossConfig = LossConfig()
@@ -313,31 +313,81 @@ def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings,
     return {k: v.detach() for k, v in logs.items()}
 
 
+def _content_loss(members, y_real, mask, w: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The content loss of ``training.loss.content_loss`` and its parts (L1/MSE of the mean always logged).
+
+    ``crps``: masked fair CRPS over the members (rewards a calibrated spread); ``mean_l1_mse``:
+    ``l1_weight * L1 + mse_weight * MSE`` of the ensemble mean (a regression: it penalises member spread).
+    """
+    y_mean = members.mean(dim=1, keepdim=True)
+    parts = {"g/loss_l1": losses.masked_l1(y_mean, y_real, mask), "g/loss_mse": losses.masked_mse(y_mean, y_real, mask)}
+    if w.content_loss == "crps":
+        parts["g/loss_crps"] = losses.masked_crps_fair(members, y_real, mask)
+        return parts["g/loss_crps"], parts
+    return w.l1_weight * parts["g/loss_l1"] + w.mse_weight * parts["g/loss_mse"], parts
+
+
+def _global_norms(norm_content: torch.Tensor, norm_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient norms of the global batch from each rank's: every rank's loss is a mean over its
+    shard, so the global gradient is the ranks' gradients over world size and its squared norm the sum
+    of theirs over world size squared (the scale factor cancels in the balance; it is applied for the log)."""
+    squares = torch.stack([norm_content, norm_adv]).square()
+    torch.distributed.all_reduce(squares)
+    norms = squares.sqrt() / torch.distributed.get_world_size()
+    return norms[0], norms[1]
+
+
+def _adversarial_scale(loss_content, loss_adv, members, w: LossConfig,
+                       distributed: bool = False) -> tuple[torch.Tensor, ...]:
+    """Weight of the adversarial term and the gradient norms w.r.t. the generated members (B, E, H, W).
+
+    Returns ``(scale, |d content / d members|, |d (scale * adv) / d members|)``. ``gradnorm``:
+    ``scale = adversarial_weight * |grad content| / |grad adv|`` (detached), so the adversarial gradient
+    reaching G's output is ``adversarial_weight`` times the content gradient whatever their raw sizes;
+    ``fixed``: ``scale = adversarial_weight``. The norms are taken at G's output, not over its parameters:
+    two backward passes through the (frozen) D and the loss, none through G. ``distributed``: the norms
+    of the global batch (one all-reduce), so every rank uses the same scale.
+    """
+    grad_content, = torch.autograd.grad(loss_content, members, retain_graph=True)
+    grad_adv, = torch.autograd.grad(loss_adv, members, retain_graph=True)
+    norm_content, norm_adv = grad_content.norm().detach(), grad_adv.norm().detach()
+    if distributed:
+        norm_content, norm_adv = _global_norms(norm_content, norm_adv)
+    scale = torch.tensor(float(w.adversarial_weight), device=members.device)
+    if w.adversarial_balance == "gradnorm":
+        scale = torch.where(norm_adv > 0, scale * norm_content / norm_adv.clamp_min(1e-30), scale)
+    return scale, norm_content, scale * norm_adv
+
+
 def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scaler=None,
                    static_hr=None) -> dict[str, torch.Tensor]:
-    """One G update: content loss on the ensemble mean + adversarial loss on every member.
+    """One G update: content loss (fair CRPS over the members, or L1/MSE of their mean) + adversarial loss on
+    every member, balanced per ``training.loss.adversarial_balance`` (see :func:`_adversarial_scale`).
 
     ``generator`` and ``discriminator`` may be DistributedDataParallel wrappers. D is called with its
     parameters frozen: none of its gradient hooks fire, so its reducer neither all-reduces nor waits for
-    gradients in this pass (tests/test_distributed.py runs two steps under DDP).
+    gradients in this pass (tests/test_distributed.py runs two steps under DDP). Under DDP the balance
+    uses the global batch's gradient norms.
     """
     _, g_loss = _d_losses(settings)
     w, e = settings.loss, settings.ensemble_size
     b, _, hh, ww = y_real.shape
     with _frozen(discriminator), autocast(settings.precision, x_lr.device.type):
         members = _members(generator, x_lr, e, static_hr).float()  # (B, E, H, W)
-        y_mean = members.mean(dim=1, keepdim=True)
         fake = torch.where(mask, members, 0.0).reshape(b * e, 1, hh, ww)
         fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0)).float()
-    loss_l1, loss_mse = losses.masked_l1(y_mean, y_real, mask), losses.masked_mse(y_mean, y_real, mask)
+    loss_content, parts = _content_loss(members, y_real, mask, w)
     loss_adv = g_loss(fake_logits)
-    loss = w.l1_weight * loss_l1 + w.mse_weight * loss_mse + w.adversarial_weight * loss_adv
+    scale, norm_content, norm_adv = _adversarial_scale(loss_content, loss_adv, members, w,
+                                                       isinstance(generator, DistributedDataParallel))
+    loss = loss_content + scale * loss_adv
     grad_norm = optimizer_step(loss, opt_g, generator.parameters(), scaler, settings.grad_clip_norm)
-    logs = {"g/loss": loss, "g/loss_l1": loss_l1, "g/loss_mse": loss_mse, "g/loss_adv": loss_adv,
+    logs = {"g/loss": loss, "g/loss_content": loss_content, **parts, "g/loss_adv": loss_adv,
+            "g/adv_scale": scale, "g/gradnorm_content": norm_content, "g/gradnorm_adv": norm_adv,
             "g/fake_score": torch.sigmoid(fake_logits).mean()}
     if e > 1:
         logs["g/ensemble_std"] = torch.where(mask, members.std(dim=1, keepdim=True), 0.0).sum() / (
-            mask.expand_as(y_mean).sum().clamp_min(1))
+            mask.expand_as(members[:, :1]).sum().clamp_min(1))
     if grad_norm is not None:
         logs["g/grad_norm"] = grad_norm
     return {k: v.detach() for k, v in logs.items()}
