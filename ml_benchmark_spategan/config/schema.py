@@ -136,6 +136,12 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class EmaConfig:
+    enabled: bool = _f(True, "keep an exponential moving average of the generator's weights (G_ema; GANs only) and use it for validation, best.pt selection, evaluate.py, inference and submissions")
+    decay: float = _f(0.999, "EMA decay per generator step, with warm-up: min(decay, (1 + t) / (10 + t)) at update t", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     batch_size: int = _f(32, "samples per batch", min=1)
     epochs: int = _f(20, "training epochs", min=1)
@@ -152,6 +158,7 @@ class TrainingConfig:
     deterministic: bool = _f(False, "deterministic algorithms (bit-reproducible on CPU; slower on GPU)")
     nonfinite_loss: str = _f("stop", "on a NaN/Inf loss: stop the run with an error, or skip the step", choices=("stop", "skip"))
     val_members: int = _f(3, "ensemble members predicted per validation day for diagnostics", min=1)
+    ema: EmaConfig = _f(EmaConfig, "moving average of the generator's weights", factory=True)
 
 
 @dataclass(frozen=True)

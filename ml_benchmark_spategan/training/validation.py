@@ -1,5 +1,8 @@
 """Validation diagnostics on the FULL validation split, in physical units.
 
+Predictions come from ``session.eval_generator``: G_ema when ``training.ema.enabled`` (GANs), else the
+trained weights.
+
 Each validation day gets ``training.val_members`` generator members. Which prediction a score uses:
 
 * ensemble mean: ``val/rmse`` (benchmark reduction: spatial mean of the RMSE-over-time map),
@@ -52,7 +55,7 @@ class _Collected:
 def _predict_batches(session: Session, members: int):
     """Yield (batch, normalised samples (B, M, H, W), physical samples, physical truth)."""
     inverse = session.target_normalizer
-    generator = session.bundle.generator
+    generator = session.eval_generator
     for batch in session.val_loader:
         batch = {k: v.to(session.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.no_grad():
@@ -126,7 +129,7 @@ def _scores(c: _Collected, like: xr.DataArray) -> tuple[dict[str, float], dict[s
 def validate(session: Session) -> ValidationResult:
     """Predict the whole validation split and compute the diagnostics listed in the module docstring."""
     cfg = session.cfg
-    generator = session.bundle.generator
+    generator = session.eval_generator
     was_training = generator.training
     generator.eval()
     try:
