@@ -103,9 +103,14 @@ def test_validation_rmse_matches_a_direct_computation(gan_run, cordex_root):
     pred = predict_ensemble(run, val.predictors, val.target, members=2, orography=val.orography)
     truth = val.target.values
     rmse_map = np.sqrt(((pred.mean("member").values - truth) ** 2).mean(0))
-    recorded = json.loads((gan_run / "history.json").read_text())[-1]["val/rmse"]
+    row = json.loads((gan_run / "history.json").read_text())[-1]
     # members are random: the recorded and the recomputed value agree to within sampling noise
-    assert recorded == pytest.approx(rmse_map.mean(), rel=0.1)
+    assert row["val/rmse"] == pytest.approx(rmse_map.mean(), rel=0.1)
+    # val/spread_skill is evaluation's ratio, with the (m + 1)/m correction
+    from ml_benchmark_spategan.evaluation.ensemble import spread_skill_ratio
+
+    target = val.target.where(val.target.notnull())
+    assert row["val/spread_skill"] == pytest.approx(float(spread_skill_ratio(target, pred)), rel=0.1)
     assert (pred.values >= 0).all()
 
 

@@ -166,8 +166,8 @@ class LoggingConfig:
     plot_every_epochs: int = _f(1, "sample plots every N epochs (0 = never; the last epoch always plots)", min=0)
     diagnostics_every_epochs: int = _f(1, "validation diagnostics on the full validation split every N epochs", min=1)
     checkpoint_every_epochs: int = _f(5, "keep checkpoint_epoch_NNN.pt every N epochs (0 = never); last.pt is written every epoch", min=0)
-    best_metric: str = _f("val/rmse", "validation metric that selects best.pt")
-    best_mode: str = _f("min", "whether smaller or larger best_metric is better", choices=("min", "max"))
+    best_metric: str = _f("auto", "validation metric that selects best.pt; auto = val/crps (fair CRPS of the ensemble: rewards skill and calibrated spread, not a collapsed ensemble) for GANs, val/rmse for regression and fixed models")
+    best_mode: str = _f("min", "whether smaller or larger best_metric is better (auto metrics are errors: min)", choices=("min", "max"))
     progress_bar: bool = _f(True, "tqdm progress bar per epoch")
     sample_day: int = _f(0, "index of the validation day drawn in sample plots", min=0)
 

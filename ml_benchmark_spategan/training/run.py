@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ml_benchmark_spategan.config.loader import ConfigError, config_to_dict, dump_config
+from ml_benchmark_spategan.config.loader import ConfigError, config_to_dict, dump_config, resolve_best_metric
 from ml_benchmark_spategan.config.schema import Config
 from ml_benchmark_spategan.dataloader.mask import save_target_mask, training_mask
 from ml_benchmark_spategan.dataloader.normalization import Normalizers
@@ -281,7 +281,7 @@ def _improved(session: Session, value: float | None) -> bool:
 
 def _save_checkpoints(session: Session, row: dict, epoch: int) -> None:
     folder = session.run_dir / "checkpoints"
-    metric = session.cfg.logging.best_metric
+    metric = resolve_best_metric(session.cfg.logging.best_metric, session.bundle.kind)
     improved = _improved(session, row.get(metric))
     if improved:
         session.best = row[metric]
