@@ -87,7 +87,7 @@ def test_history_and_metrics_have_one_row_per_epoch(gan_run):
     assert history[0]["lr/g"] == pytest.approx(1e-6)  # warm-up start
     assert history[1]["lr/g"] == pytest.approx(1e-4)
     log = (gan_run / "training.log").read_text()
-    assert "epoch 1/2" in log and "epoch 2/2" in log and "new best val/crps" in log  # best_metric auto: val/crps for a GAN
+    assert "epoch 1/2" in log and "epoch 2/2" in log and "new best val/crps" in log  # logging.best_metric auto, a GAN
 
 
 def test_validation_rmse_matches_a_direct_computation(gan_run, cordex_root):
