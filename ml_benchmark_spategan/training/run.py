@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ml_benchmark_spategan.config.loader import ConfigError, config_to_dict, dump_config, resolve_best_metric
+from ml_benchmark_spategan.config.loader import ConfigError, config_to_dict, dump_config
 from ml_benchmark_spategan.config.schema import Config
 from ml_benchmark_spategan.dataloader.mask import save_target_mask, training_mask
 from ml_benchmark_spategan.dataloader.normalization import Normalizers
@@ -318,7 +318,7 @@ def _improved(session: Session, value: float | None) -> bool:
 
 def _save_checkpoints(session: Session, row: dict, epoch: int) -> None:
     folder = session.run_dir / "checkpoints"
-    metric = resolve_best_metric(session.cfg.logging.best_metric, session.bundle.kind)
+    metric = session.best_metric
     improved = _improved(session, row.get(metric))
     if improved:
         session.best = row[metric]

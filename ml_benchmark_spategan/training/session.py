@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ml_benchmark_spategan.config.loader import config_to_dict
+from ml_benchmark_spategan.config.loader import config_to_dict, resolve_best_metric
 from ml_benchmark_spategan.config.schema import Config, ModelConfig, TrainingConfig
 from ml_benchmark_spategan.dataloader.baseline_fit import fit_bilinear_baseline
 from ml_benchmark_spategan.dataloader.normalization import Normalizers, fit_normalizers
@@ -63,6 +63,11 @@ class Session:
     def eval_generator(self) -> torch.nn.Module:
         """The generator validation predicts with: G_ema when kept, else the trained weights."""
         return self.ema.module if self.ema is not None else self.bundle.generator
+
+    @property
+    def best_metric(self) -> str:
+        """``logging.best_metric`` with ``auto`` resolved for this model (val/crps for GANs, else val/rmse)."""
+        return resolve_best_metric(self.cfg.logging.best_metric, self.bundle.kind)
 
     @property
     def target_normalizer(self) -> TorchNormalizer:
