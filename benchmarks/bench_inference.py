@@ -3,7 +3,7 @@
 A field is one member of one day on the 128x128 grid. Each configuration predicts ``--members`` members
 for ``--days`` days of synthetic normalised predictors (15 x 16x16, host memory, float32) plus one static
 channel, in batches of ``--batch-sizes`` days, and times everything a submission needs up to a host array
-in physical units: host->device copy of the predictors, ``Generator.sample`` (MC dropout on), the inverse
+in physical units: host->device copy of the predictors, ``Generator.sample`` (noise on), the inverse
 target transform on the device (log1p_standardize of pr: ``expm1(y * scale + shift)`` clamped at 0) and
 the device->host copy. Two paths:
 
@@ -79,7 +79,7 @@ PATHS = ("predict_array", "pipelined")
 
 def build_generator(sizes: str, device: torch.device, channels_last: bool, compile_: bool,
                     seed: int = 0, compile_mode: str = "default") -> Generator:
-    """Seeded generator in eval mode with MC dropout on (members differ), as used for prediction."""
+    """Seeded generator in eval mode with its noise on (members differ), as used for prediction."""
     torch.manual_seed(seed)
     generator = Generator(N_PREDICTORS, IN_SHAPE, OUT_SHAPE, SIZES[sizes][0], static_channels=STATIC_CHANNELS)
     generator = generator.to(device).eval()

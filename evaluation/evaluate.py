@@ -221,7 +221,7 @@ def write_predictions(pred: xr.DataArray, path: Path, split: SplitData, run: Loa
     var = str(pred.name)
     ds = pred.to_dataset()
     ds[var].attrs = {**prediction_attrs(run, split.grid), **pred.attrs, "run": str(run.run_dir),
-                     "checkpoint": run.checkpoint, "epoch": run.epoch}
+                     "checkpoint": run.checkpoint, "epoch": run.epoch, "weights": run.weights}
     chunks = (1, min(pred.sizes["time"], 32), *pred.shape[2:])
     encoding = {var: {**COMPRESSION, "chunksizes": chunks, "dtype": "float32", "_FillValue": np.float32(np.nan)}}
     time_enc = {k: v for k, v in split.predictors["time"].encoding.items() if k in ("units", "calendar", "dtype")}
@@ -242,7 +242,7 @@ def run_facts(run: LoadedRun, args, split: SplitData, pred: xr.DataArray, second
             "target_file": d.files.target_file if d.source == "files" else None,
             "experiment": d.experiment if d.source == "cordex" else None, "variable": info.name,
             "units": info.units, "target_kind": info.kind, "checkpoint": args.checkpoint,
-            "checkpoint_file": run.checkpoint, "epoch": run.epoch, "members": int(pred.sizes["member"]),
+            "checkpoint_file": run.checkpoint, "epoch": run.epoch, "weights": run.weights, "members": int(pred.sizes["member"]),
             "split": split.split, "label": split.label, **split.facts, "n_days": int(t.size),
             "first_day": str(t[0]), "last_day": str(t[-1]), "predictions_file": str(pred_file),
             "prediction_seconds": round(seconds, 3), "device": str(run.device),
@@ -391,8 +391,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def _predict_and_score(run: LoadedRun, baselines: list[LoadedRun], split: SplitData, folder: Path,
                        args: argparse.Namespace) -> int:
-    LOG.info("%s (%s, epoch %d): predicting %s, %d days x %d members", run.run_dir, run.checkpoint, run.epoch,
-             split.label, split.predictors.sizes["time"], args.members)
+    LOG.info("%s (%s, epoch %d, %s weights): predicting %s, %d days x %d members", run.run_dir, run.checkpoint,
+             run.epoch, run.weights, split.label, split.predictors.sizes["time"], args.members)
     pred, seconds = predict(run, split, args.members, args.batch_size)
     pred_file = write_predictions(pred, predictions_path(run, split), split, run)
     LOG.info("predictions: %s (%.1f s)", pred_file, seconds)

@@ -41,6 +41,7 @@ class LoadedRun:
     device: torch.device
     mask: xr.DataArray | None = None  # (row, col) True where the target was valid on some training day
     info: VariableInfo | None = None  # the target's kind, units and CF names
+    weights: str = "trained"  # the generator's weights: "ema" (G_ema of the checkpoint) or "trained"
 
     @property
     def target(self) -> VariableInfo:
@@ -60,8 +61,12 @@ def checkpoint_path(run_dir: str | Path, which: str) -> Path:
     raise CheckpointError(f"--checkpoint {which!r}: expected best, last, final or epoch_N")
 
 
-def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild a run's generator (and discriminator) from a checkpoint, plus its normalisers."""
+def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu",
+             use_ema: bool = True) -> LoadedRun:
+    """Rebuild a run's generator (and discriminator) from a checkpoint, plus its normalisers.
+
+    The generator gets the checkpoint's G_ema weights when it has them (``training.ema``) and ``use_ema``,
+    else the trained weights; ``LoadedRun.weights`` says which."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir} is not a run folder (no config.yaml)")
@@ -72,7 +77,8 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     cfg = config_from_dict(state["config"])
     device = torch.device(device)
     bundle = build_models(cfg.model, state["geometry"], device)
-    bundle.generator.load_state_dict(state["generator"])
+    weights = "ema" if use_ema and state.get("generator_ema") else "trained"
+    bundle.generator.load_state_dict(state["generator_ema"]["module"] if weights == "ema" else state["generator"])
     if bundle.discriminator is not None and state.get("discriminator") is not None:
         bundle.discriminator.load_state_dict(state["discriminator"])
     normalizers = Normalizers.load(run_dir / "normalization")
@@ -81,7 +87,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     info = VariableInfo.from_dict(state["geometry"]["target"]) if "target" in state["geometry"] else \
         (saved[1] if saved else None)
     return LoadedRun(run_dir, cfg, state["geometry"], bundle, normalizers, path.name, int(state["epoch"]), device,
-                     mask, info)
+                     mask, info, weights)
 
 
 def _static(run: LoadedRun, orography: xr.DataArray | None) -> torch.Tensor | None:

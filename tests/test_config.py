@@ -22,6 +22,7 @@ from ml_benchmark_spategan.config import (
     load_config,
 )
 from ml_benchmark_spategan.config.__main__ import main as config_main
+from ml_benchmark_spategan.config.loader import resolve_best_metric
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,7 +128,7 @@ def test_ints_are_accepted_for_floats_and_lists_become_tuples(tmp_path):
         ("model.discriminator.hr_channels=[8, 0]", "model.discriminator.hr_channels[1]: must be >= 1, got 0"),
         ("model.generator.working_grid=[16]", "model.generator.working_grid: expected [] or [h, w], got [16]"),
         ("device=gpu", "device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
-        ("logging.best_metric=rmse", "logging.best_metric: must be a logged metric name starting with 'val/' or 'train/', got 'rmse'"),
+        ("logging.best_metric=rmse", "logging.best_metric: must be auto or a logged metric name starting with 'val/' or 'train/', got 'rmse'"),
     ],
 )
 def test_choices_bounds_and_patterns(override, message):
@@ -140,6 +141,12 @@ def test_values_on_the_bounds_are_accepted():
     cfg = load_config(None, ["model.generator.dropout=1", "training.loss.l1_weight=0", "training.batch_size=1", "device=cuda:1"])
     assert (cfg.model.generator.dropout, cfg.training.loss.l1_weight, cfg.training.batch_size) == (1.0, 0.0, 1)
     assert load_config(None, ["logging.best_metric=train/g/loss_adv"]).logging.best_metric == "train/g/loss_adv"
+    assert load_config(None, []).logging.best_metric == "auto"
+    assert [resolve_best_metric("auto", kind) for kind in ("gan", "regression", "fixed")] == \
+        ["val/crps", "val/rmse", "val/rmse"]
+    assert resolve_best_metric("val/corr", "gan") == "val/corr"
+    with pytest.raises(ConfigError, match=r"logging.best_mode: must be 'min' with logging.best_metric: auto"):
+        load_config(None, ["logging.best_mode=max"])
     with pytest.raises(ConfigError, match=r"logging.best_metric: 'val/rmsee' is not a validation metric; did you mean 'val/rmse'"):
         load_config(None, ["logging.best_metric=val/rmsee"])
 

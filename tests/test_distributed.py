@@ -23,8 +23,8 @@ from ml_benchmark_spategan.training import distributed as D
 
 IN, OUT, C = (8, 8), (32, 32), 3
 GLOBAL_BATCH, WORLD, N_STEPS = 4, 2, 2
-# Dropout 0: the 2-process and 1-process runs draw different dropout masks otherwise.
-G_CFG = GeneratorConfig(filters=8, n_coarse_blocks=2, upsample_channels=(8, 8), dropout=0.0)
+# Dropout and noise 0: the 2-process and 1-process runs draw different dropout masks and noise otherwise.
+G_CFG = GeneratorConfig(filters=8, n_coarse_blocks=2, upsample_channels=(8, 8), dropout=0.0, noise_std=0.0)
 D_CFG = DiscriminatorConfig(hr_channels=(8, 8, 8), lr_channels=(8,), dropout=0.0)
 SETTINGS = GanStepSettings(n_critic=2, ensemble_size=2, precision="fp32")
 LR = 0.05

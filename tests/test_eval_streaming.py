@@ -108,3 +108,31 @@ def test_errors():
         ST.FSS([1.0], [3]).merge(ST.FSS([2.0], [3]))
     with pytest.raises(ValueError, match="unknown spectrum kind 'fft'"):
         ST.MeanSpectrum("fft")
+
+
+def test_spread_skill_streams_the_one_formula_with_the_correction():
+    obs, ens = data(m=4)
+    obs[3, 2, 5] = np.nan  # NaN observation and NaN member: both points skipped
+    ens[7, 1, 0, 0] = np.nan
+    whole, merged = one_pass_and_halves(ST.SpreadSkill, obs, ens)
+    assert merged == pytest.approx(whole, rel=1e-12)
+    valid = obs.notnull() & ens.notnull().all("member")
+    reference = float(E.spread_skill_ratio(obs.where(valid), ens.where(valid)))
+    assert whole == pytest.approx(reference, rel=1e-10)
+    # brute force: sqrt((m + 1)/m * mean unbiased member variance) / RMSE of the ensemble mean
+    x, y, ok = ens.transpose("member", ...).values, obs.values, valid.values
+    var, err2 = x.var(0, ddof=1)[ok], (x.mean(0) - y)[ok] ** 2
+    assert whole == pytest.approx(np.sqrt(5 / 4 * var.mean()) / np.sqrt(err2.mean()), rel=1e-10)
+    with pytest.raises(ValueError, match="SpreadSkill: y_pred needs 2\\+ members"):
+        ST.SpreadSkill().update(obs, ens.isel(member=slice(0, 1)))
+    three = ST.SpreadSkill()
+    three.update(obs, ens.isel(member=slice(0, 3)))
+    with pytest.raises(ValueError, match="cannot merge SpreadSkill of 4 members into one of 3"):
+        three.merge(ST.SpreadSkill().merge(_updated(obs, ens)))
+    assert np.isnan(ST.SpreadSkill().compute())
+
+
+def _updated(obs, ens) -> ST.SpreadSkill:
+    acc = ST.SpreadSkill()
+    acc.update(obs, ens)
+    return acc

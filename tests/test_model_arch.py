@@ -28,7 +28,8 @@ from ml_benchmark_spategan.model.spectral import spectral_norm_fp32
 from ml_benchmark_spategan.model.unet import UNet
 
 IN, OUT, C = (8, 8), (32, 32), 3
-G_CFG = GeneratorConfig(filters=8, n_coarse_blocks=2, upsample_channels=(8, 8), dropout=0.0)
+# noise_std 0 and dropout 0: a deterministic SpaGAN generator, so outputs can be compared call to call
+G_CFG = GeneratorConfig(filters=8, n_coarse_blocks=2, upsample_channels=(8, 8), dropout=0.0, noise_std=0.0)
 U_CFG = UNetConfig(channels=(8, 16, 16), convs_per_level=1)
 D_CFG = DiscriminatorConfig(hr_channels=(8, 16, 16), lr_channels=(8,))
 
@@ -187,7 +188,9 @@ def test_resgan_output_is_mean_plus_residual_conditioned_on_the_mean():
 
 
 def test_resgan_losses_train_separate_parts():
-    g = ResidualGenerator(C, IN, OUT, U_CFG, dataclasses.replace(G_CFG, dropout=0.2), 1)
+    # the residual is a SpaGAN Generator: its latent noise (no dropout here) makes the members differ
+    g = ResidualGenerator(C, IN, OUT, U_CFG, dataclasses.replace(G_CFG, noise_std=1.0), 1)
+    assert g.residual.latent.channels == G_CFG.noise_channels > 0
     x, s = torch.randn(2, C, *IN), torch.randn(1, 1, *OUT)
     batch = _batch()
     y = g.sample(x, 2, s)
@@ -207,7 +210,8 @@ def test_resgan_losses_train_separate_parts():
     assert sum(int(p.grad.abs().sum() > 0) for p in g.mean_net.parameters()) > 0
 
 
-def test_resgan_gan_step_adds_the_weighted_mean_loss():
+@pytest.mark.parametrize("content_loss,balance", [("crps", "gradnorm"), ("mean_l1_mse", "fixed")])
+def test_resgan_gan_step_adds_the_weighted_mean_loss(content_loss, balance):
     bundle = build_model(ModelConfig(name="resgan", unet=U_CFG, generator=G_CFG, discriminator=D_CFG), C, IN, OUT, 1)
     g, d = bundle.generator, bundle.discriminator
     opt_g, opt_d = torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3)
@@ -216,12 +220,21 @@ def test_resgan_gan_step_adds_the_weighted_mean_loss():
     with torch.no_grad():
         expected_mean_loss = losses.masked_mse(g.mean_net(batch["x_lr"], s, batch["doy"]), y_real, batch["mask"])
     mean0 = [p.detach().clone() for p in g.mean_net.encoder.parameters()]
-    w = LossConfig(mean_weight=2.5)
+    w = LossConfig(mean_weight=2.5, content_loss=content_loss, adversarial_balance=balance)
     logs = train_gan_step(batch, g, d, opt_g, opt_d, GanStepSettings(loss=w), static_hr=s)
     torch.testing.assert_close(logs["g/loss_mean"], expected_mean_loss)
-    total = (w.l1_weight * logs["g/loss_l1"] + w.mse_weight * logs["g/loss_mse"]
-             + w.adversarial_weight * logs["g/loss_adv"] + 2.5 * logs["g/loss_mean"])
+    content = (logs["g/loss_crps"] if content_loss == "crps"
+               else w.l1_weight * logs["g/loss_l1"] + w.mse_weight * logs["g/loss_mse"])
+    torch.testing.assert_close(logs["g/loss_content"], content)
+    total = content + logs["g/adv_scale"] * logs["g/loss_adv"] + 2.5 * logs["g/loss_mean"]
     torch.testing.assert_close(logs["g/loss"], total)
+    # the mean's loss stays outside the balance: the adversarial gradient at the output is still
+    # adversarial_weight times the content gradient (gradnorm), or the scale is the plain weight (fixed)
+    if balance == "gradnorm":
+        torch.testing.assert_close(logs["g/gradnorm_adv"] / logs["g/gradnorm_content"],
+                                   torch.tensor(w.adversarial_weight), rtol=1e-4, atol=0)
+    else:
+        torch.testing.assert_close(logs["g/adv_scale"], torch.tensor(w.adversarial_weight))
     assert all(not torch.equal(a, b) for a, b in zip(mean0, g.mean_net.encoder.parameters(), strict=True))
 
 

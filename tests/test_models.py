@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,9 +13,8 @@ from torch import nn
 
 from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorConfig, ModelConfig
 from ml_benchmark_spategan.cordex import PREDICTOR_VARIABLES
-from ml_benchmark_spategan.model import losses
+from ml_benchmark_spategan.model import losses, noise
 from ml_benchmark_spategan.model.baselines import BilinearBaseline, DeepESD, sample_members
-from ml_benchmark_spategan.model.blocks import MCDropout
 from ml_benchmark_spategan.model.registry import MODELS, ModelBundle, build_model, register_model
 from ml_benchmark_spategan.model.spagan2d import (
     Discriminator,
@@ -27,13 +27,6 @@ from ml_benchmark_spategan.model.spagan2d import (
 
 SMALL_G = GeneratorConfig(filters=16, n_coarse_blocks=2, upsample_channels=(16, 8, 8), dropout=0.2)
 SMALL_D = DiscriminatorConfig(hr_channels=(8, 16, 16, 16, 8), lr_channels=(8, 8))
-
-
-def _mc_dropout_off(g: nn.Module) -> None:
-    """Dropout follows train()/eval() instead of staying on: an eval() generator is deterministic."""
-    for m in g.modules():
-        if isinstance(m, MCDropout):
-            m.always_on = False
 
 
 def _n_params(m: nn.Module) -> int:
@@ -81,19 +74,78 @@ def test_ensemble_members_differ_and_deterministic_mode():
             for j in range(i + 1, 4):
                 assert (members[:, i] - members[:, j]).abs().mean() > 1e-4
         assert (g.sample(x, 4, s) - members).abs().mean() > 1e-4  # no reseeding between calls either
-        _mc_dropout_off(g)
-        a, b = g.sample(x, 2, s), g(x, s)
+    quiet = Generator(5, (16, 16), (128, 128), dataclasses.replace(SMALL_G, dropout=0.0, noise_std=0.0), 1).eval()
+    with torch.no_grad():
+        a, b = quiet.sample(x, 2, s), quiet(x, s)
     torch.testing.assert_close(a[:, 0], a[:, 1], rtol=0, atol=0)
     torch.testing.assert_close(a[:, :1], b, rtol=1e-5, atol=1e-6)
 
 
+NOISE_ONLY = GeneratorConfig(filters=8, n_coarse_blocks=2, upsample_channels=(8, 8), dropout=0.0)
+
+
+def _member_gap(g: Generator, x: torch.Tensor, n: int = 3) -> float:
+    """Smallest mean absolute difference between two members of ``g``'s ensemble for ``x``."""
+    with torch.no_grad():
+        m = g.sample(x, n)
+    return min(float((m[:, i] - m[:, j]).abs().mean()) for i in range(n) for j in range(i + 1, n))
+
+
+@pytest.mark.parametrize("noise_channels,stage_noise", [(8, False), (0, True), (8, True)])
+def test_latent_noise_makes_members_differ_without_dropout(noise_channels, stage_noise):
+    cfg = dataclasses.replace(NOISE_ONLY, noise_channels=noise_channels, stage_noise=stage_noise)
+    g = Generator(3, (8, 8), (32, 32), cfg).eval()
+    for stage in g.stages:
+        if stage_noise:
+            nn.init.constant_(stage.noise.scale, 0.5)  # learned scales start at 0; as after some training
+    x = torch.randn(2, 3, 8, 8)
+    assert _member_gap(g, x) > 1e-3
+    torch.manual_seed(11)
+    a = g.sample(x, 3).detach()
+    torch.manual_seed(11)
+    b = g.sample(x, 3).detach()
+    torch.testing.assert_close(a, b, rtol=0, atol=0)  # same seed, same members
+    noise.set_noise_std(g, 0.0)
+    assert _member_gap(g, x) == 0.0  # noise with scale 0: identical members
+
+
+def test_stage_noise_scale_starts_at_zero_and_learns():
+    g = Generator(3, (8, 8), (32, 32), dataclasses.replace(NOISE_ONLY, noise_channels=0))
+    scales = [stage.noise.scale for stage in g.stages]
+    assert all(float(s.detach().abs().max()) == 0.0 for s in scales)
+    assert _member_gap(g.eval(), torch.randn(1, 3, 8, 8)) == 0.0
+    g.sample(torch.randn(2, 3, 8, 8), 2).square().mean().backward()
+    assert all(float(s.grad.abs().max()) > 0 for s in scales)
+
+
+def test_latent_noise_is_spatially_correlated_and_fresh_per_sample():
+    z = noise.LatentNoise(4, (16, 16))(500, torch.device("cpu"))
+    assert z.shape == (500, 4, 16, 16)
+    neighbours = torch.corrcoef(torch.stack([z[..., :, :-1].flatten(), z[..., :, 1:].flatten()]))[0, 1]
+    assert neighbours > 0.5  # bilinear from an 8x8 grid: adjacent cells share most of their noise
+    samples = torch.corrcoef(torch.stack([z[:-1].flatten(), z[1:].flatten()]))[0, 1]
+    assert abs(float(samples)) < 0.02  # independent between samples (and thus members)
+    far = torch.corrcoef(torch.stack([z[..., :, 0].flatten(), z[..., :, 8].flatten()]))[0, 1]
+    assert abs(float(far)) < 0.05
+    assert noise.LatentNoise(2, (1, 3)).coarse == (1, 2)
+
+
+def test_generator_pads_by_replication():
+    g = Generator(3, (8, 8), (32, 32), NOISE_ONLY)
+    convs = [m for m in g.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert convs and all(m.padding_mode == "replicate" for m in convs)
+    d = Discriminator(3, (8, 8), (32, 32), SMALL_D)
+    assert all(m.padding_mode == "zeros" for m in d.modules() if isinstance(m, nn.Conv2d))
+
+
 def test_static_field_is_used_and_checked():
-    g = Generator(3, (8, 8), (32, 32), GeneratorConfig(filters=8, upsample_channels=(8, 8)), 1).eval()
-    _mc_dropout_off(g)
+    g = Generator(3, (8, 8), (32, 32), GeneratorConfig(filters=8, upsample_channels=(8, 8), noise_std=0.0), 1).eval()
     x = torch.randn(1, 3, 8, 8)
     s = torch.randn(1, 1, 32, 32)
     with torch.no_grad():
-        assert (g(x, s) - g(x, s + 1.0)).abs().max() > 1e-4
+        # A spatial change (a constant shift is normalised away by the per-channel GroupNorm, with
+        # replicate padding exactly)
+        assert (g(x, s) - g(x, s.flip(-1))).abs().max() > 1e-4
     with pytest.raises(ValueError, match="expects 1 static channel"):
         g(x)
     with pytest.raises(ValueError, match=r"x_lr: expected \(batch, 3, 8, 8\), found \(1, 4, 8, 8\)"):
@@ -147,6 +199,46 @@ def test_masked_losses_match_brute_force():
     p, t, m = pred.numpy(), true.numpy(), np.broadcast_to(mask.numpy(), pred.shape)
     assert losses.masked_l1(pred, true_nan, mask).item() == pytest.approx(np.abs(p - t)[m].mean(), rel=1e-6)
     assert losses.masked_mse(pred, true_nan, mask).item() == pytest.approx(((p - t) ** 2)[m].mean(), rel=1e-6)
+
+
+def _crps_brute_force(x: np.ndarray, y: float) -> float:
+    """Fair CRPS of members ``x`` (m,) for ``y`` by the double loop of its definition."""
+    m = len(x)
+    skill = sum(abs(xi - y) for xi in x) / m
+    if m == 1:
+        return skill
+    return skill - sum(abs(xi - xj) for xi in x for xj in x) / (2 * m * (m - 1))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 8])
+def test_fair_crps_matches_brute_force_double_loop_with_mask(m):
+    members, true = torch.randn(2, m, 4, 5, dtype=torch.float64), torch.randn(2, 1, 4, 5, dtype=torch.float64)
+    members[0, :, 0, 0] = 0.7  # ties: all members equal
+    mask = torch.rand(1, 1, 4, 5) > 0.3
+    true_nan = torch.where(mask, true, float("nan"))
+    x, y = members.numpy(), true.numpy()
+    cells = [(b, i, j) for b in range(2) for i in range(4) for j in range(5) if mask[0, 0, i, j]]
+    expected = np.mean([_crps_brute_force(x[b, :, i, j], y[b, 0, i, j]) for b, i, j in cells])
+    assert losses.masked_crps_fair(members, true_nan, mask).item() == pytest.approx(expected, rel=1e-10)
+    per_cell = losses.crps_fair(members, true)
+    assert per_cell[1, 0, 2, 3].item() == pytest.approx(_crps_brute_force(x[1, :, 2, 3], y[1, 0, 2, 3]), rel=1e-10)
+    if m == 1:  # one member: the absolute error
+        assert losses.masked_crps_fair(members, true_nan, mask).item() == pytest.approx(
+            losses.masked_l1(members, true_nan, mask).item(), rel=1e-12)
+
+
+def test_fair_crps_of_a_perfect_ensemble_is_zero_and_rewards_spread():
+    y = torch.randn(3, 1, 6, 6)
+    assert losses.crps_fair(y.expand(3, 4, 6, 6), y).abs().max().item() < 1e-6
+    # y ~ N(0, 1): members drawn from the same distribution score better than a collapsed ensemble at 0
+    torch.manual_seed(1)
+    y = torch.randn(20000, 1, 1, 1)
+    mask = torch.ones(1, 1, 1, 1, dtype=torch.bool)
+    calibrated = losses.masked_crps_fair(torch.randn(20000, 4, 1, 1), y, mask).item()
+    collapsed = losses.masked_crps_fair(torch.zeros(20000, 4, 1, 1), y, mask).item()
+    assert calibrated == pytest.approx(1 / np.sqrt(np.pi), rel=0.03)  # CRPS of N(0,1) for y ~ N(0,1)
+    assert collapsed == pytest.approx(np.sqrt(2 / np.pi), rel=0.03)  # E|y|
+    assert calibrated < collapsed
 
 
 def test_adversarial_losses_match_formulas():

@@ -57,12 +57,12 @@ def _weights(run: Path) -> dict:
 def test_finished_run_status(reference_run):
     status = read_status(reference_run)
     rows = _csv_rows(reference_run)
-    rmse = [float(r["val/rmse"]) for r in rows]
+    crps = [float(r["val/crps"]) for r in rows]  # best_metric auto: val/crps for a GAN
     assert status["state"] == status["reported_state"] == "finished" and status["error"] is None
     assert (status["epoch"], status["epochs"], status["epochs_done"]) == (3, 3, 3)
     assert (status["step"], status["steps_total"], status["steps_per_epoch"]) == (9, 9, 3)
-    assert status["best_metric"] == "val/rmse" and status["best"] == pytest.approx(min(rmse), rel=1e-12)
-    assert status["best_epoch"] == 1 + rmse.index(min(rmse))
+    assert status["best_metric"] == "val/crps" and status["best"] == pytest.approx(min(crps), rel=1e-12)
+    assert status["best_epoch"] == 1 + crps.index(min(crps))
     assert Path(status["last_checkpoint"]) == reference_run / "checkpoints" / "last.pt"
     assert (status["host"], status["pid"]) == (socket.gethostname(), os.getpid())
     assert status["eta_s"] == 0.0 and status["samples_per_s"] > 0

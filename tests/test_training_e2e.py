@@ -87,7 +87,7 @@ def test_history_and_metrics_have_one_row_per_epoch(gan_run):
     assert history[0]["lr/g"] == pytest.approx(1e-6)  # warm-up start
     assert history[1]["lr/g"] == pytest.approx(1e-4)
     log = (gan_run / "training.log").read_text()
-    assert "epoch 1/2" in log and "epoch 2/2" in log and "new best val/rmse" in log
+    assert "epoch 1/2" in log and "epoch 2/2" in log and "new best val/crps" in log  # logging.best_metric auto, a GAN
 
 
 def test_validation_rmse_matches_a_direct_computation(gan_run, cordex_root):
@@ -103,9 +103,14 @@ def test_validation_rmse_matches_a_direct_computation(gan_run, cordex_root):
     pred = predict_ensemble(run, val.predictors, val.target, members=2, orography=val.orography)
     truth = val.target.values
     rmse_map = np.sqrt(((pred.mean("member").values - truth) ** 2).mean(0))
-    recorded = json.loads((gan_run / "history.json").read_text())[-1]["val/rmse"]
+    row = json.loads((gan_run / "history.json").read_text())[-1]
     # members are random: the recorded and the recomputed value agree to within sampling noise
-    assert recorded == pytest.approx(rmse_map.mean(), rel=0.1)
+    assert row["val/rmse"] == pytest.approx(rmse_map.mean(), rel=0.1)
+    # val/spread_skill is evaluation's ratio, with the (m + 1)/m correction
+    from ml_benchmark_spategan.evaluation.ensemble import spread_skill_ratio
+
+    target = val.target.where(val.target.notnull())
+    assert row["val/spread_skill"] == pytest.approx(float(spread_skill_ratio(target, pred)), rel=0.1)
     assert (pred.values >= 0).all()
 
 
@@ -116,8 +121,25 @@ def test_checkpoints_hold_everything_to_continue(gan_run):
         assert key in state, key
     assert state["epoch"] == 2 and state["global_step"] == 6
     assert set(state["optimizers"]) == {"g", "d"}
+    assert state["generator_ema"]["updates"] == 6  # one G_ema update per generator step
+    assert any(not torch.equal(state["generator_ema"]["module"][k], v) for k, v in state["generator"].items()
+               if v.is_floating_point())
     best = load_checkpoint(gan_run / "checkpoints" / "best.pt")
     assert np.isfinite(best["best"])
+
+
+def test_inference_loads_g_ema_unless_asked_for_the_trained_weights(gan_run):
+    from ml_benchmark_spategan.inference import load_run
+
+    for which in ("last", "final"):
+        state = load_checkpoint(gan_run / "checkpoints" / ("final_generator.pt" if which == "final" else "last.pt"))
+        run = load_run(gan_run, which)
+        assert run.weights == "ema"
+        loaded = run.bundle.generator.state_dict()
+        assert all(torch.equal(loaded[k], v) for k, v in state["generator_ema"]["module"].items())
+    trained = load_run(gan_run, "last", use_ema=False)
+    assert trained.weights == "trained"
+    assert all(torch.equal(trained.bundle.generator.state_dict()[k], v) for k, v in state["generator"].items())
 
 
 def test_baseline_deepesd_run(cordex_root, tmp_path):
@@ -157,7 +179,9 @@ def test_bad_input_creates_no_run_folder(cordex_root, tmp_path):
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     return {**{f"g.{k}": v for k, v in state["generator"].items()},
-            **{f"d.{k}": v for k, v in state["discriminator"].items()}}
+            **{f"d.{k}": v for k, v in state["discriminator"].items()},
+            **{f"ema.{k}": v for k, v in state["generator_ema"]["module"].items()},
+            "ema.updates": torch.tensor(state["generator_ema"]["updates"])}
 
 
 def _metric_rows(run_dir: Path) -> list[dict]:

@@ -29,6 +29,16 @@ BEST_METRIC_PREFIXES = ("val/", "train/")
 #: The validation diagnostics the training loop logs (ml_benchmark_spategan/training/validation.py).
 VALIDATION_METRICS = ("val/rmse", "val/bias_mean", "val/bias_q95", "val/bias_q98", "val/std_ratio", "val/corr",
                       "val/crps", "val/ralsd", "val/spread_skill", "val/loss_l1", "val/loss_mse")
+
+
+def resolve_best_metric(metric: str, model_kind: str) -> str:
+    """``logging.best_metric`` (or a sweep objective) with ``auto`` resolved for a model of ``model_kind``
+    (the registry's gan/regression/fixed): val/crps for GANs, val/rmse otherwise."""
+    if metric != "auto":
+        return metric
+    return "val/crps" if model_kind == "gan" else "val/rmse"
+
+
 _YEAR_FIELDS = frozenset({"data.train_years", "data.val_years", "data.test_years"})
 _CHANNEL_FIELDS = frozenset(
     {"model.generator.upsample_channels", "model.generator.working_grid", "model.discriminator.hr_channels", "model.discriminator.lr_channels"}
@@ -44,7 +54,7 @@ _EXTRA_RULES = {
     "model.generator.working_grid": "empty or 2 entries (h, w), each >= 1",
     "model.discriminator.hr_channels": "each >= 1",
     "model.discriminator.lr_channels": "each >= 1",
-    "logging.best_metric": "starts with 'val/' or 'train/'",
+    "logging.best_metric": "auto, or a name starting with 'val/' or 'train/'",
     "device": "auto, cpu, cuda or cuda:N",
 }
 _INVALID = object()  # marks a value that failed validation (its field falls back to the default)
@@ -278,9 +288,13 @@ def _cross_checks(cfg: Config) -> Problems:
             problems.append(("data.files.target_file", "required when data.source is 'files'"))
         if not cfg.data.files.predictor_files:
             problems.append(("data.files.predictor_files", "required (at least one file) when data.source is 'files'"))
-    if not cfg.logging.best_metric.startswith(BEST_METRIC_PREFIXES):
+    if cfg.logging.best_metric == "auto":
+        if cfg.logging.best_mode != "min":
+            problems.append(("logging.best_mode", "must be 'min' with logging.best_metric: auto (val/crps or val/rmse, "
+                             f"errors), got {cfg.logging.best_mode!r}"))
+    elif not cfg.logging.best_metric.startswith(BEST_METRIC_PREFIXES):
         problems.append(
-            ("logging.best_metric", f"must be a logged metric name starting with 'val/' or 'train/', got {cfg.logging.best_metric!r}")
+            ("logging.best_metric", f"must be auto or a logged metric name starting with 'val/' or 'train/', got {cfg.logging.best_metric!r}")
         )
     elif cfg.logging.best_metric.startswith("val/") and cfg.logging.best_metric not in VALIDATION_METRICS:
         close = difflib.get_close_matches(cfg.logging.best_metric, VALIDATION_METRICS, n=1)

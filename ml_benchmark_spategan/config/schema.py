@@ -84,7 +84,10 @@ class GeneratorConfig:
     filters: int = _f(96, "channels of the coarse-resolution residual blocks", min=1)
     n_coarse_blocks: int = _f(4, "residual blocks of the U-shaped coarse-resolution trunk", min=1)
     upsample_channels: tuple[int, ...] = _f((96, 64, 32), "channels after each ×2 upsampling stage (one entry per stage)")
-    dropout: float = _f(0.2, "dropout probability; stays active when sampling ensemble members", min=0.0, max=1.0)
+    dropout: float = _f(0.0, "MC dropout probability in every residual block, active when sampling members (an extra noise source; the latent noise is the main one)", min=0.0, max=1.0)
+    noise_channels: int = _f(8, "channels of spatially correlated N(0,1) latent noise (drawn at half the working grid, bilinearly upsampled) concatenated to the trunk input; a fresh draw per member; 0 = none", min=0)
+    stage_noise: bool = _f(True, "add one N(0,1) map per sample to the features of every upsampling stage with a learned per-channel scale (StyleGAN noise, starts at 0)")
+    noise_std: float = _f(1.0, "standard deviation of the latent and stage noise (0 with dropout 0 = deterministic generator)", min=0.0)
     working_grid: tuple[int, ...] = _f((), "coarse working grid (h, w); empty = ceil(target shape / 2**stages), but never coarser than the predictor grid")
 
 
@@ -114,10 +117,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    l1_weight: float = _f(0.5, "weight of the L1 content loss on the ensemble mean", min=0.0)
-    mse_weight: float = _f(1.0, "weight of the MSE content loss on the ensemble mean", min=0.0)
+    content_loss: str = _f("crps", "generator content loss: crps = fair (ensemble) CRPS over the training.ensemble_size members per cell, masked (rewards calibrated spread); mean_l1_mse = l1_weight * L1 + mse_weight * MSE of the ensemble mean (a regression: penalises member spread)", choices=("crps", "mean_l1_mse"))
+    l1_weight: float = _f(0.5, "weight of the L1 loss on the ensemble mean (content_loss: mean_l1_mse)", min=0.0)
+    mse_weight: float = _f(1.0, "weight of the MSE loss on the ensemble mean (content_loss: mean_l1_mse)", min=0.0)
     mean_weight: float = _f(1.0, "resgan: weight of the masked MSE of the U-Net mean on its own output (keeps it the conditional mean; it is trained by this loss only)", min=0.0, min_exclusive=True)
-    adversarial_weight: float = _f(0.01, "weight of the generator's adversarial loss", min=0.0)
+    adversarial_balance: str = _f("gradnorm", "gradnorm = scale the adversarial term every step so its gradient at G's output is adversarial_weight times the content loss's (logged as g/gradnorm_content, g/gradnorm_adv, g/adv_scale); fixed = adversarial_weight is a plain loss weight", choices=("gradnorm", "fixed"))
+    adversarial_weight: float = _f(0.2, "gradnorm: ratio of the adversarial to the content gradient norm at G's output; fixed: weight of the adversarial loss", min=0.0)
     adversarial_loss: str = _f("bce", "bce = non-saturating with one-sided label smoothing; hinge", choices=("bce", "hinge"))
     label_smoothing: float = _f(0.1, "one-sided label smoothing: real label = 1 - value (bce only)", min=0.0, max=0.5)
 
@@ -140,12 +145,18 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class EmaConfig:
+    enabled: bool = _f(True, "keep an exponential moving average of the generator's weights (G_ema; GANs only) and use it for validation, best.pt selection, evaluate.py, inference and submissions")
+    decay: float = _f(0.999, "EMA decay per generator step, with warm-up: min(decay, (1 + t) / (10 + t)) at update t", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     batch_size: int = _f(32, "samples per batch", min=1)
     epochs: int = _f(20, "training epochs", min=1)
     max_steps_per_epoch: int = _f(0, "cap on steps per epoch (0 = the whole training split)", min=0)
     n_critic: int = _f(2, "discriminator updates per generator update", min=1)
-    ensemble_size: int = _f(2, "generator members per sample in the content loss (loss on their mean)", min=1)
+    ensemble_size: int = _f(4, "generator members per sample in the generator step (fair CRPS over them, or L1/MSE of their mean)", min=1)
     loss: LossConfig = _f(LossConfig, "loss weights and adversarial loss", factory=True)
     optimizer_g: OptimizerConfig = _f(OptimizerConfig, "generator optimiser", factory=True)
     optimizer_d: OptimizerConfig = _f(lambda: OptimizerConfig(name="adamw", learning_rate=5e-4), "discriminator optimiser", factory=True)
@@ -156,6 +167,7 @@ class TrainingConfig:
     deterministic: bool = _f(False, "deterministic algorithms (bit-reproducible on CPU; slower on GPU)")
     nonfinite_loss: str = _f("stop", "on a NaN/Inf loss: stop the run with an error, or skip the step", choices=("stop", "skip"))
     val_members: int = _f(3, "ensemble members predicted per validation day for diagnostics", min=1)
+    ema: EmaConfig = _f(EmaConfig, "moving average of the generator's weights", factory=True)
 
 
 @dataclass(frozen=True)
@@ -163,8 +175,8 @@ class LoggingConfig:
     plot_every_epochs: int = _f(1, "sample plots every N epochs (0 = never; the last epoch always plots)", min=0)
     diagnostics_every_epochs: int = _f(1, "validation diagnostics on the full validation split every N epochs", min=1)
     checkpoint_every_epochs: int = _f(5, "keep checkpoint_epoch_NNN.pt every N epochs (0 = never); last.pt is written every epoch", min=0)
-    best_metric: str = _f("val/rmse", "validation metric that selects best.pt")
-    best_mode: str = _f("min", "whether smaller or larger best_metric is better", choices=("min", "max"))
+    best_metric: str = _f("auto", "validation metric that selects best.pt; auto = val/crps (fair CRPS of the ensemble: rewards skill and calibrated spread, not a collapsed ensemble) for GANs, val/rmse for regression and fixed models")
+    best_mode: str = _f("min", "whether smaller or larger best_metric is better (auto metrics are errors: min)", choices=("min", "max"))
     progress_bar: bool = _f(True, "tqdm progress bar per epoch")
     sample_day: int = _f(0, "index of the validation day drawn in sample plots", min=0)
 

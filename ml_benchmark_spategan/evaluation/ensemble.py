@@ -126,6 +126,20 @@ def rank_histogram(obs: xr.DataArray, ens: xr.DataArray, member_dim: str = MEMBE
 
 
 # --- spread-skill ----------------------------------------------------------------------------------------
+def spread_correction(m: int) -> float:
+    """``(m + 1) / m``: for a reliable ensemble of m members ``E[(mean_ens - obs)^2] = (m + 1)/m * E[var_ens]``
+    (var_ens with ddof 1; Fortin et al. 2014), so the corrected spread of a reliable ensemble equals its RMSE."""
+    return (m + 1) / m
+
+
+def spread_skill_from_means(mean_var, mean_err2, m: int, correction: bool = True):
+    """``sqrt(c * mean var_ens) / sqrt(mean (mean_ens - obs)^2)`` with ``c = (m + 1)/m`` (or 1 without
+    ``correction``): the one formula behind every spread-skill ratio of the package (arrays or scalars)."""
+    factor = spread_correction(m) if correction else 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(factor * mean_var) / np.sqrt(mean_err2)
+
+
 def spread_skill_ratio(obs: xr.DataArray, ens: xr.DataArray, member_dim: str = MEMBER,
                        dim: str | Sequence[str] | None = None, correction: bool = True) -> xr.DataArray:
     """Spread-skill ratio ``sqrt(mean var_ens) / RMSE(ensemble mean)`` over ``dim`` (all non-member dims if None).
@@ -142,8 +156,7 @@ def spread_skill_ratio(obs: xr.DataArray, ens: xr.DataArray, member_dim: str = M
     var = ens.var(member_dim, ddof=1)
     err2 = (ens.mean(member_dim) - obs) ** 2
     dims = [d for d in err2.dims] if dim is None else dim
-    factor = (m + 1) / m if correction else 1.0
-    return np.sqrt(factor * var.mean(dims)) / np.sqrt(err2.mean(dims))
+    return spread_skill_from_means(var.mean(dims), err2.mean(dims), m, correction)
 
 
 # --- FSS -------------------------------------------------------------------------------------------------

@@ -245,11 +245,12 @@ def ensemble_scores(truth: xr.DataArray, pred: xr.DataArray, seed: int = 0) -> t
     if m < 2:
         return scores, counts.tolist(), {}
     scores["crps/fair"] = _clean(ensemble.crps(truth, pred, fair=True).mean())
-    spread2 = pred.var(MEMBER, ddof=1) * (m + 1) / m
+    var = pred.var(MEMBER, ddof=1)
+    spread2 = var * ensemble.spread_correction(m)
     err2 = (pred.mean(MEMBER) - truth) ** 2
     spread, rmse = np.sqrt(spread2.mean()), np.sqrt(err2.mean())
-    with np.errstate(invalid="ignore", divide="ignore"):  # = ensemble.spread_skill_ratio, without recomputing
-        scores["spread_skill/ratio"] = _clean(spread / rmse)
+    # = ensemble.spread_skill_ratio, from the variance and error already computed for the binned curve
+    scores["spread_skill/ratio"] = _clean(ensemble.spread_skill_from_means(var.mean(), err2.mean(), m))
     scores["spread_skill/spread"] = _clean(spread)
     scores["spread_skill/rmse"] = _clean(rmse)
     return scores, counts.tolist(), binned_spread_skill(spread2.values, err2.values)

@@ -15,7 +15,15 @@ import numpy as np
 import xarray as xr
 
 from ._common import MEMBER, TIME, spatial_dims
-from .ensemble import crps_sorted, fss_dataarray, fss_from_sums, fss_sums, rank_counts, sort_members
+from .ensemble import (
+    crps_sorted,
+    fss_dataarray,
+    fss_from_sums,
+    fss_sums,
+    rank_counts,
+    sort_members,
+    spread_skill_from_means,
+)
 from .spectra import WAVENUMBER, bin_weights, frame_profiles, ralsd, wavenumber_coords
 
 
@@ -134,6 +142,43 @@ class CRPS(_Accumulator):
     def compute(self) -> xr.DataArray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return _map(self.total / self.count, self.meta, "crps")
+
+
+class SpreadSkill(_Accumulator):
+    """Spread-skill ratio pooled over all (day, point) pairs seen, with the (m + 1)/m correction: the
+    streaming form of :func:`.ensemble.spread_skill_ratio` with ``dim=None``. Needs 2+ members; a point
+    where the observation or any member is NaN is skipped. ``compute()`` -> float (NaN before any update)."""
+
+    _state = ("var_sum", "err2_sum", "count")
+
+    def __init__(self):
+        self.meta, self.members, self.var_sum, self.err2_sum, self.count = None, None, 0.0, 0.0, 0
+
+    def update(self, y_true, y_pred) -> None:
+        t, p, self.meta = _pair(y_true, y_pred)
+        if p.ndim != 4 or p.shape[1] < 2:
+            raise ValueError(f"SpreadSkill: y_pred needs 2+ members (time, member, ny, nx), got shape {p.shape}")
+        if self.members not in (None, p.shape[1]):
+            raise ValueError(f"SpreadSkill: member count changed ({self.members} -> {p.shape[1]})")
+        self.members = p.shape[1]
+        p = p.astype(np.float64)
+        var, err2 = p.var(axis=1, ddof=1), (p.mean(axis=1) - t) ** 2
+        valid = np.isfinite(var) & np.isfinite(err2)
+        self.var_sum += float(var[valid].sum())
+        self.err2_sum += float(err2[valid].sum())
+        self.count += int(valid.sum())
+
+    def merge(self, other):
+        if isinstance(other, SpreadSkill) and None not in (self.members, other.members) and self.members != other.members:
+            raise ValueError(f"cannot merge SpreadSkill of {other.members} members into one of {self.members}")
+        super().merge(other)
+        self.members = self.members or other.members
+        return self
+
+    def compute(self) -> float:
+        if not self.count:
+            return float("nan")
+        return float(spread_skill_from_means(self.var_sum / self.count, self.err2_sum / self.count, self.members))
 
 
 class FSS(_Accumulator):

@@ -14,10 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 LEAKY_SLOPE = 0.2
+GEN_PADDING = "replicate"  # padding of every generator convolution
 
 
-def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1)
+def conv3x3(c_in: int, c_out: int, stride: int = 1, padding_mode: str = "zeros") -> nn.Conv2d:
+    """3x3 convolution, padding 1; ``padding_mode="replicate"`` in the generator (zero padding reads as a dry,
+    cold frame around the domain and paints artefacts along the borders)."""
+    return nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, padding_mode=padding_mode)
 
 
 def conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -96,13 +99,14 @@ class MCDropout(nn.Module):
 
 
 class GenResBlock(nn.Module):
-    """Pre-activation residual block: x + conv(drop(act(gn(conv(act(gn(x))))))), channels kept."""
+    """Pre-activation residual block: x + conv(drop(act(gn(conv(act(gn(x))))))), channels kept, replicate padding."""
 
     def __init__(self, channels: int, dropout: float):
         super().__init__()
         self.body = nn.Sequential(
-            group_norm(channels), nn.LeakyReLU(LEAKY_SLOPE), conv3x3(channels, channels),
-            group_norm(channels), nn.LeakyReLU(LEAKY_SLOPE), MCDropout(dropout), conv3x3(channels, channels),
+            group_norm(channels), nn.LeakyReLU(LEAKY_SLOPE), conv3x3(channels, channels, padding_mode=GEN_PADDING),
+            group_norm(channels), nn.LeakyReLU(LEAKY_SLOPE), MCDropout(dropout),
+            conv3x3(channels, channels, padding_mode=GEN_PADDING),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

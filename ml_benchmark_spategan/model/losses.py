@@ -49,3 +49,25 @@ def d_loss_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor):
 def g_loss_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
     # min_G -mean D(fake)
     return -fake_logits.mean()
+
+
+def crps_fair(members: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+    """Fair (ensemble) CRPS per cell: members (B, m, H, W), y_true (B, 1, H, W) -> (B, 1, H, W).
+
+    ``crps = mean_i |x_i - y| - sum_ij |x_i - x_j| / (2 m (m - 1))`` (Ferro 2014): unbiased for the CRPS of
+    the distribution the members are drawn from, so it is minimised by members drawn from the true
+    conditional distribution, not by collapsed ones. The pair sum is computed in O(m log m) from the sorted
+    members, ``sum_ij |x_i - x_j| = 2 sum_k (2k - m - 1) x_(k)`` (k = 1..m); m = 1 gives the absolute error.
+    """
+    m = members.shape[1]
+    skill = (members - y_true).abs().mean(dim=1, keepdim=True)
+    if m == 1:
+        return skill
+    ranks = torch.arange(1, m + 1, device=members.device, dtype=members.dtype).view(1, m, 1, 1)
+    pair_sum = 2.0 * ((2.0 * ranks - m - 1.0) * members.sort(dim=1).values).sum(dim=1, keepdim=True)
+    return skill - pair_sum / (2.0 * m * (m - 1))
+
+
+def masked_crps_fair(members: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # min mean_{valid} crps_fair(members, y_true)   (calibrated ensembles; y_true may be NaN where invalid)
+    return _masked_mean(crps_fair(members, torch.where(mask, y_true, 0.0)), mask)

@@ -17,11 +17,15 @@ Generator
 
     Trunk: stem conv -> residual blocks at (h0, w0) -> one U level (stride-2 conv to ceil(h0/2), blocks,
     bilinear back up, 1x1 merge with the skip) -> blocks -> [day-of-year FiLM, with ``doy_film``] -> n
-    stages of [×2 bilinear upsampling, concat static, conv, 2 residual blocks] -> GroupNorm/LeakyReLU/3x3
-    conv to one channel (linear output). Stochasticity: element-wise dropout in every residual block,
-    active while sampling (MC dropout), with masks from the global RNG, so ensemble members differ.
-    ``always_on = False`` on every :class:`~.blocks.MCDropout` plus ``eval()`` gives a deterministic
-    network.
+    stages of [×2 bilinear upsampling, concat static, conv, [stage noise], 2 residual blocks] ->
+    GroupNorm/LeakyReLU/3x3 conv to one channel (linear output).
+    Every convolution pads by replicating the border (zero padding reads as a dry/cold frame and paints
+    artefacts along the edges).
+    Stochasticity (:mod:`.noise`, all from the global RNG, a fresh draw per member, active in eval mode
+    too): ``noise_channels`` maps of spatially correlated latent noise concatenated to the trunk input;
+    optionally (``stage_noise``) a noise map added at every upsampling stage with a learned per-channel
+    scale; optionally MC dropout (``dropout`` > 0) in every residual block. ``noise_std = 0`` and
+    ``dropout = 0`` give a deterministic network.
 
 Discriminator
     Conditional patch discriminator. The HR path runs residual blocks over y, concatenated with the
@@ -53,6 +57,7 @@ from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorCo
 from ml_benchmark_spategan.model import losses
 from ml_benchmark_spategan.model.amp import autocast, resolve_precision
 from ml_benchmark_spategan.model.blocks import (
+    GEN_PADDING,
     LEAKY_SLOPE,
     DiscResBlock,
     GenResBlock,
@@ -66,6 +71,7 @@ from ml_benchmark_spategan.model.blocks import (
     resize_area,
     resize_bilinear,
 )
+from ml_benchmark_spategan.model.noise import LatentNoise, StageNoise
 from ml_benchmark_spategan.model.spectral import spectral_norm_fp32
 from ml_benchmark_spategan.training.optim import optimizer_step
 
@@ -99,18 +105,19 @@ def _check_input(name: str, t: torch.Tensor, channels: int, shape: tuple[int, in
 
 
 class _UpStage(nn.Module):
-    """×2 bilinear upsampling, concat the resized static field, conv to ``c_out``, residual blocks."""
+    """×2 bilinear upsampling, concat the resized static field, conv to ``c_out``, [noise], residual blocks."""
 
-    def __init__(self, c_in: int, c_out: int, static_channels: int, dropout: float):
+    def __init__(self, c_in: int, c_out: int, static_channels: int, dropout: float, noise: StageNoise | None):
         super().__init__()
-        self.conv = conv3x3(c_in + static_channels, c_out)
+        self.conv = conv3x3(c_in + static_channels, c_out, padding_mode=GEN_PADDING)
+        self.noise = noise if noise is not None else nn.Identity()
         self.blocks = nn.Sequential(*[GenResBlock(c_out, dropout) for _ in range(BLOCKS_PER_STAGE)])
 
     def forward(self, h: torch.Tensor, static_hr: torch.Tensor | None) -> torch.Tensor:
         h = resize_bilinear(h, (2 * h.shape[-2], 2 * h.shape[-1]))
         if static_hr is not None:
             h = torch.cat([h, resize_area(static_hr, h.shape[-2:]).to(h.dtype)], dim=1)
-        return self.blocks(self.conv(h))
+        return self.blocks(self.noise(self.conv(h)))
 
 
 class Generator(nn.Module):
@@ -127,15 +134,19 @@ class Generator(nn.Module):
         f, p, n = cfg.filters, cfg.dropout, cfg.n_coarse_blocks
         n_mid = max(1, n // 2)
         n_pre = (n - n_mid) // 2
-        self.stem = conv3x3(in_channels + static_channels, f)
+        self.latent = LatentNoise(cfg.noise_channels, self.working_grid, cfg.noise_std)
+        self.stem = conv3x3(in_channels + static_channels + cfg.noise_channels, f, padding_mode=GEN_PADDING)
         self.pre = nn.Sequential(*[GenResBlock(f, p) for _ in range(n_pre)])
-        self.down = conv3x3(f, f, stride=2)
+        self.down = conv3x3(f, f, stride=2, padding_mode=GEN_PADDING)
         self.mid = nn.Sequential(*[GenResBlock(f, p) for _ in range(n_mid)])
         self.merge = conv1x1(2 * f, f)
         self.post = nn.Sequential(*[GenResBlock(f, p) for _ in range(n - n_mid - n_pre)])
         chans = (f,) + tuple(cfg.upsample_channels)
-        self.stages = nn.ModuleList(_UpStage(a, b, static_channels, p) for a, b in zip(chans[:-1], chans[1:], strict=True))
-        self.head = nn.Sequential(group_norm(chans[-1]), nn.LeakyReLU(LEAKY_SLOPE), conv3x3(chans[-1], 1))
+        self.stages = nn.ModuleList(
+            _UpStage(a, b, static_channels, p, StageNoise(b, cfg.noise_std) if cfg.stage_noise else None)
+            for a, b in zip(chans[:-1], chans[1:], strict=True))
+        self.head = nn.Sequential(group_norm(chans[-1]), nn.LeakyReLU(LEAKY_SLOPE),
+                                  conv3x3(chans[-1], 1, padding_mode=GEN_PADDING))
         self.doy_film = film_or_none(doy_film, f)  # on the coarse trunk's output
         init_weights(self)
 
@@ -157,8 +168,9 @@ class Generator(nn.Module):
 
         Members are produced here, not only in :meth:`sample`, because a DistributedDataParallel wrapper
         synchronises gradients only for passes made through its ``forward``: ``ddp(x, s, n_members=4)``.
-        The batch is repeated member-major inside each sample (repeat_interleave), so members differ only
-        by their dropout masks. ``doy`` (B,): day of year, needed with day-of-year FiLM, else ignored.
+        The batch is repeated member-major inside each sample (repeat_interleave); every row of the repeated
+        batch draws its own latent noise (and dropout masks), so the members are independent draws.
+        ``doy`` (B,): day of year, needed with day-of-year FiLM, else ignored.
         """
         if n_members is None:
             return self._predict(x_lr, static_hr, doy)
@@ -178,6 +190,8 @@ class Generator(nn.Module):
         x = resize_bilinear(x_lr, self.working_grid)
         if static_hr is not None:
             x = torch.cat([x, resize_area(static_hr, self.working_grid).to(x.dtype)], dim=1)
+        if self.latent.channels:
+            x = torch.cat([x, self.latent(x.shape[0], x.device, x.dtype)], dim=1)
         h = self.pre(self.stem(x))
         u = self.mid(self.down(h))
         h = self.post(self.merge(torch.cat([h, resize_bilinear(u, h.shape[-2:])], dim=1)))
@@ -249,7 +263,7 @@ class GanStepSettings:
     """Everything a training step needs besides tensors, models and optimisers (precision resolved)."""
 
     n_critic: int = 2
-    ensemble_size: int = 2
+    ensemble_size: int = 4
     precision: str = "fp32"
     grad_clip_norm: float = 0.0
     loss: LossConfig = LossConfig()
@@ -334,37 +348,89 @@ def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings,
     return {k: v.detach() for k, v in logs.items()}
 
 
+def _content_loss(members, y_real, mask, w: LossConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The content loss of ``training.loss.content_loss`` and its parts (L1/MSE of the mean always logged).
+
+    ``crps``: masked fair CRPS over the members (rewards a calibrated spread); ``mean_l1_mse``:
+    ``l1_weight * L1 + mse_weight * MSE`` of the ensemble mean (a regression: it penalises member spread).
+    """
+    y_mean = members.mean(dim=1, keepdim=True)
+    parts = {"g/loss_l1": losses.masked_l1(y_mean, y_real, mask), "g/loss_mse": losses.masked_mse(y_mean, y_real, mask)}
+    if w.content_loss == "crps":
+        parts["g/loss_crps"] = losses.masked_crps_fair(members, y_real, mask)
+        return parts["g/loss_crps"], parts
+    return w.l1_weight * parts["g/loss_l1"] + w.mse_weight * parts["g/loss_mse"], parts
+
+
+def _global_norms(norm_content: torch.Tensor, norm_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient norms of the global batch from each rank's: every rank's loss is a mean over its
+    shard, so the global gradient is the ranks' gradients over world size and its squared norm the sum
+    of theirs over world size squared (the scale factor cancels in the balance; it is applied for the log)."""
+    squares = torch.stack([norm_content, norm_adv]).square()
+    torch.distributed.all_reduce(squares)
+    norms = squares.sqrt() / torch.distributed.get_world_size()
+    return norms[0], norms[1]
+
+
+def _adversarial_scale(loss_content, loss_adv, members, w: LossConfig,
+                       distributed: bool = False) -> tuple[torch.Tensor, ...]:
+    """Weight of the adversarial term and the gradient norms w.r.t. the generated members (B, E, H, W).
+
+    Returns ``(scale, |d content / d members|, |d (scale * adv) / d members|)``. ``gradnorm``:
+    ``scale = adversarial_weight * |grad content| / |grad adv|`` (detached), so the adversarial gradient
+    reaching G's output is ``adversarial_weight`` times the content gradient whatever their raw sizes;
+    ``fixed``: ``scale = adversarial_weight``. The norms are taken at G's output, not over its parameters:
+    two backward passes through the (frozen) D and the loss, none through G. ``distributed``: the norms
+    of the global batch (one all-reduce), so every rank uses the same scale.
+    """
+    grad_content, = torch.autograd.grad(loss_content, members, retain_graph=True)
+    grad_adv, = torch.autograd.grad(loss_adv, members, retain_graph=True)
+    norm_content, norm_adv = grad_content.norm().detach(), grad_adv.norm().detach()
+    if distributed:
+        norm_content, norm_adv = _global_norms(norm_content, norm_adv)
+    scale = torch.tensor(float(w.adversarial_weight), device=members.device)
+    if w.adversarial_balance == "gradnorm":
+        scale = torch.where(norm_adv > 0, scale * norm_content / norm_adv.clamp_min(1e-30), scale)
+    return scale, norm_content, scale * norm_adv
+
+
 def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scaler=None,
                    static_hr=None, doy=None) -> dict[str, torch.Tensor]:
-    """One G update: content loss on the ensemble mean + adversarial loss on every member
+    """One G update: content loss (fair CRPS over the members, or L1/MSE of their mean) + adversarial loss on
+    every member, balanced per ``training.loss.adversarial_balance`` (see :func:`_adversarial_scale`)
     (+ ``mean_weight`` x ``auxiliary_loss(y_real, mask)`` for generators that have one: resgan's mean).
 
     ``generator`` and ``discriminator`` may be DistributedDataParallel wrappers. D is called with its
     parameters frozen: none of its gradient hooks fire, so its reducer neither all-reduces nor waits for
-    gradients in this pass (tests/test_distributed.py runs two steps under DDP).
+    gradients in this pass (tests/test_distributed.py runs two steps under DDP). Under DDP the balance
+    uses the global batch's gradient norms.
     """
     _, g_loss = _d_losses(settings)
     w, e = settings.loss, settings.ensemble_size
     b, _, hh, ww = y_real.shape
     with _frozen(discriminator), autocast(settings.precision, x_lr.device.type):
         members = _members(generator, x_lr, e, static_hr, doy).float()  # (B, E, H, W)
-        y_mean = members.mean(dim=1, keepdim=True)
         fake = torch.where(mask, members, 0.0).reshape(b * e, 1, hh, ww)
         static = _repeat_static(_d_static(discriminator, static_hr), e, interleave=True)
         fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0), static).float()
-    loss_l1, loss_mse = losses.masked_l1(y_mean, y_real, mask), losses.masked_mse(y_mean, y_real, mask)
+    loss_content, parts = _content_loss(members, y_real, mask, w)
     loss_adv = g_loss(fake_logits)
-    loss = w.l1_weight * loss_l1 + w.mse_weight * loss_mse + w.adversarial_weight * loss_adv
-    extra = {}
-    if hasattr(_module(generator), "auxiliary_loss"):  # resgan: the mean network's own masked MSE
-        extra["g/loss_mean"] = _module(generator).auxiliary_loss(y_real, mask)
-        loss = loss + w.mean_weight * extra["g/loss_mean"]
+    scale, norm_content, norm_adv = _adversarial_scale(loss_content, loss_adv, members, w,
+                                                       isinstance(generator, DistributedDataParallel))
+    loss = loss_content + scale * loss_adv
+    if hasattr(_module(generator), "auxiliary_loss"):
+        # resgan: the mean network's own masked MSE. Added after the balance, outside it: the mean enters
+        # the members detached, so this loss has no gradient at G's output (where the balance measures
+        # norms) and trains only the mean network; its weight is mean_weight, not the gradnorm scale.
+        parts["g/loss_mean"] = _module(generator).auxiliary_loss(y_real, mask)
+        loss = loss + w.mean_weight * parts["g/loss_mean"]
     grad_norm = optimizer_step(loss, opt_g, generator.parameters(), scaler, settings.grad_clip_norm)
-    logs = {"g/loss": loss, "g/loss_l1": loss_l1, "g/loss_mse": loss_mse, "g/loss_adv": loss_adv,
-            "g/fake_score": torch.sigmoid(fake_logits).mean(), **extra}
+    logs = {"g/loss": loss, "g/loss_content": loss_content, **parts, "g/loss_adv": loss_adv,
+            "g/adv_scale": scale, "g/gradnorm_content": norm_content, "g/gradnorm_adv": norm_adv,
+            "g/fake_score": torch.sigmoid(fake_logits).mean()}
     if e > 1:
         logs["g/ensemble_std"] = torch.where(mask, members.std(dim=1, keepdim=True), 0.0).sum() / (
-            mask.expand_as(y_mean).sum().clamp_min(1))
+            mask.expand_as(members[:, :1]).sum().clamp_min(1))
     if grad_norm is not None:
         logs["g/grad_norm"] = grad_norm
     return {k: v.detach() for k, v in logs.items()}

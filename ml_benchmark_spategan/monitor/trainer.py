@@ -117,7 +117,7 @@ class RunMonitor(Monitor):
 
         last = session.history[-1] if session.history else {}
         metrics = {f"final/{k}": v for k, v in last.items() if k.startswith("val/")}
-        metrics[f"best/{session.cfg.logging.best_metric}"] = session.best
+        metrics[f"best/{session.best_metric}"] = session.best
         self.tb.hparams(flat_hparams(config_to_dict(session.cfg)), metrics)
 
     def ended(self, state: str, error: str | None = None) -> None:
@@ -139,7 +139,7 @@ class RunMonitor(Monitor):
         epochs = self._last_epoch(session)
         return {"epochs": epochs, "steps_per_epoch": per_epoch, "steps_total": epochs * per_epoch,
                 "batch_size": session.cfg.training.batch_size, "world_size": session.dist.world_size,
-                "best_metric": session.cfg.logging.best_metric, "model": session.cfg.model.name}
+                "best_metric": session.best_metric, "model": session.cfg.model.name}
 
     def samples_per_s(self) -> float | None:
         if not self._recent or self.session is None:
@@ -149,7 +149,7 @@ class RunMonitor(Monitor):
         return len(self._recent) * batch / span if span > 0 else None
 
     def _best(self, session) -> dict:
-        metric = session.cfg.logging.best_metric
+        metric = session.best_metric
         epochs = [r["epoch"] for r in session.history if session.best is not None and r.get(metric) == session.best]
         return {"best": session.best, "best_epoch": epochs[-1] if epochs else None}
 

@@ -36,6 +36,7 @@ from ml_benchmark_spategan.config.loader import (
     config_to_dict,
     field_type,
     read_yaml_file,
+    resolve_best_metric,
     suggest,
 )
 from ml_benchmark_spategan.config.schema import Config, _f
@@ -237,9 +238,7 @@ def _objective_problems(objective: ObjectiveSpec, path: Path) -> list[str]:
 
 def resolve_objective(objective: ObjectiveSpec, model_kind: str) -> tuple[str, str]:
     """(metric, direction) with ``auto`` resolved; ``model_kind`` is the registry's gan/regression/fixed."""
-    metric = objective.metric
-    if metric == "auto":
-        metric = "val/crps" if model_kind == "gan" else "val/rmse"
+    metric = resolve_best_metric(objective.metric, model_kind)
     direction = METRIC_DIRECTIONS[metric] if objective.direction == "auto" else objective.direction
     return metric, direction
 

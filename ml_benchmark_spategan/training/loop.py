@@ -32,10 +32,13 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 def _step(session: Session, batch: dict) -> dict[str, torch.Tensor]:
     models = session.trainables
     if session.bundle.kind == "gan":
-        return train_gan_step(
+        stats = train_gan_step(
             batch, models["g"], models["d"], session.optimizers["g"], session.optimizers["d"],
             session.settings, scalers=session.scalers, static_hr=session.static_hr,
         )
+        if session.ema is not None:
+            session.ema.update(session.bundle.generator)
+        return stats
     scaler = session.scalers["g"] if session.scalers else None
     return train_regression_step(batch, models["g"], session.optimizers["g"], session.settings, scaler=scaler,
                                  static_hr=session.static_hr)
@@ -57,6 +60,8 @@ def _snapshot(session: Session) -> dict:
     if session.bundle.discriminator is not None:
         state["d"] = {k: v.clone() for k, v in session.bundle.discriminator.state_dict().items()}
     state["optimizers"] = {name: copy.deepcopy(opt.state_dict()) for name, opt in session.optimizers.items()}
+    if session.ema is not None:
+        state["ema"] = copy.deepcopy(session.ema.state_dict())
     return state
 
 
@@ -88,6 +93,8 @@ def _rollback(session: Session, snapshot: dict, names: list[str]) -> None:
         session.bundle.discriminator.load_state_dict(snapshot["d"])
     for name, opt in session.optimizers.items():
         opt.load_state_dict(snapshot["optimizers"][name])
+    if "ema" in snapshot:
+        session.ema.load_state_dict(snapshot["ema"])
 
 
 CHECK_EVERY_STEPS = 20  # in stop mode, look for NaN/Inf in the running sums this often (one sync each time)

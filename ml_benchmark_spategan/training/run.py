@@ -318,7 +318,7 @@ def _improved(session: Session, value: float | None) -> bool:
 
 def _save_checkpoints(session: Session, row: dict, epoch: int) -> None:
     folder = session.run_dir / "checkpoints"
-    metric = session.cfg.logging.best_metric
+    metric = session.best_metric
     improved = _improved(session, row.get(metric))
     if improved:
         session.best = row[metric]
@@ -336,7 +336,9 @@ def _save_final(session: Session) -> None:
     folder = session.run_dir / "checkpoints"
     common = {"config": session_state(session)["config"], "geometry": session.geometry, "epoch": session.epoch,
               "normalization": normalization_params(session.normalizers)}
-    save_checkpoint(folder / "final_generator.pt", {**common, "generator": session.bundle.generator.state_dict()})
+    ema = None if session.ema is None else session.ema.state_dict()
+    save_checkpoint(folder / "final_generator.pt",
+                    {**common, "generator": session.bundle.generator.state_dict(), "generator_ema": ema})
     if session.bundle.discriminator is not None:
         save_checkpoint(folder / "final_discriminator.pt",
                         {**common, "discriminator": session.bundle.discriminator.state_dict()})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ml_benchmark_spategan.config.loader import config_to_dict
+from ml_benchmark_spategan.config.loader import config_to_dict, resolve_best_metric
 from ml_benchmark_spategan.config.schema import Config, ModelConfig, TrainingConfig
 from ml_benchmark_spategan.dataloader.baseline_fit import fit_bilinear_baseline
 from ml_benchmark_spategan.dataloader.normalization import Normalizers, fit_normalizers
@@ -27,6 +27,7 @@ from ml_benchmark_spategan.model.registry import ModelBundle, build_model
 from ml_benchmark_spategan.model.spagan2d import GanStepSettings, resolve_precision
 from ml_benchmark_spategan.training.checkpoint import capture_rng_state, restore_rng_state
 from ml_benchmark_spategan.training.distributed import DistInfo, wrap_ddp
+from ml_benchmark_spategan.training.ema import EmaGenerator
 from ml_benchmark_spategan.training.optim import build_optimizer, make_grad_scalers
 from ml_benchmark_spategan.training.schedule import build_scheduler
 
@@ -50,12 +51,23 @@ class Session:
     logger: logging.Logger
     dist: DistInfo = field(default_factory=DistInfo)
     trainables: dict = field(default_factory=dict)  # the modules the step runs: DDP-wrapped when distributed
+    ema: EmaGenerator | None = None  # G_ema (training.ema), updated after every generator step
     epoch: int = 0  # epoch to run next, or the one interrupted (0-based)
     epoch_step: int = 0  # batches of `epoch` already done (non-zero only after an interruption)
     partial: dict | None = None  # running sums of an interrupted epoch
     global_step: int = 0
     best: float | None = None
     history: list[dict] = field(default_factory=list)
+
+    @property
+    def eval_generator(self) -> torch.nn.Module:
+        """The generator validation predicts with: G_ema when kept, else the trained weights."""
+        return self.ema.module if self.ema is not None else self.bundle.generator
+
+    @property
+    def best_metric(self) -> str:
+        """``logging.best_metric`` with ``auto`` resolved for this model (val/crps for GANs, else val/rmse)."""
+        return resolve_best_metric(self.cfg.logging.best_metric, self.bundle.kind)
 
     @property
     def target_normalizer(self) -> TorchNormalizer:
@@ -129,6 +141,9 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
     settings = GanStepSettings.from_config(cfg.training, device.type)
     scalers = make_grad_scalers(precision, device.type, tuple(optimizers))
     schedulers = {name: build_scheduler(opt, cfg.training.schedule) for name, opt in optimizers.items()}
+    ema = None
+    if bundle.kind == "gan" and cfg.training.ema.enabled:
+        ema = EmaGenerator(bundle.generator, cfg.training.ema.decay)
     trainables = {"g": wrap_ddp(bundle.generator, dist)}
     if bundle.discriminator is not None:
         trainables["d"] = wrap_ddp(bundle.discriminator, dist)
@@ -137,7 +152,7 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
         train_loader=train_loader, val_loader=val_loader, val_data=val,
         static_hr=None if static is None else static.to(device), geometry=geometry, settings=settings,
         optimizers=optimizers, schedulers=schedulers, scalers=scalers, logger=logger, dist=dist,
-        trainables=trainables,
+        trainables=trainables, ema=ema,
     )
 
 
@@ -166,6 +181,7 @@ def session_state(session: Session) -> dict:
         "geometry": session.geometry,
         "generator": bundle.generator.state_dict(),
         "discriminator": None if bundle.discriminator is None else bundle.discriminator.state_dict(),
+        "generator_ema": None if session.ema is None else session.ema.state_dict(),
         "optimizers": {k: v.state_dict() for k, v in session.optimizers.items()},
         "schedulers": {k: v.state_dict() for k, v in session.schedulers.items()},
         "scalers": None if session.scalers is None else {k: v.state_dict() for k, v in session.scalers.items()},
@@ -181,10 +197,15 @@ def session_state(session: Session) -> dict:
 
 
 def load_session_state(session: Session, state: dict) -> None:
-    """Restore models, optimisers, schedulers, scalers, counters, history and RNG from a checkpoint."""
+    """Restore models (and G_ema), optimisers, schedulers, scalers, counters, history and RNG from a checkpoint."""
     session.bundle.generator.load_state_dict(state["generator"])
     if session.bundle.discriminator is not None:
         session.bundle.discriminator.load_state_dict(state["discriminator"])
+    if session.ema is not None:
+        if state.get("generator_ema"):
+            session.ema.load_state_dict(state["generator_ema"])
+        else:  # a checkpoint written without G_ema: the average starts from the loaded weights
+            session.ema.module.load_state_dict(state["generator"])
     for name, opt in session.optimizers.items():
         opt.load_state_dict(state["optimizers"][name])
     for name, sched in session.schedulers.items():

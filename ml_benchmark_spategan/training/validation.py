@@ -1,5 +1,8 @@
 """Validation diagnostics on the FULL validation split, in physical units.
 
+Predictions come from ``session.eval_generator``: G_ema when ``training.ema.enabled`` (GANs), else the
+trained weights.
+
 Each validation day gets ``training.val_members`` generator members. Which prediction a score uses:
 
 * ensemble mean: ``val/rmse`` (benchmark reduction: spatial mean of the RMSE-over-time map),
@@ -10,7 +13,9 @@ Each validation day gets ``training.val_members`` generator members. Which predi
   reduction), ``val/std_ratio`` (spatial mean of std_pred / std_true over time), ``val/ralsd``
   (the benchmark's RALSD in dB², time-mean spectra);
 * all members: ``val/crps`` (fair CRPS, mean over cells and days; the standard estimator, i.e. the MAE,
-  with one member), ``val/spread_skill``.
+  with one member), ``val/spread_skill`` (with the (m + 1)/m correction: 1 = reliable; NaN with one member).
+
+Every score comes from :mod:`ml_benchmark_spategan.evaluation` (the implementations ``evaluate.py`` uses).
 
 Masked (invalid) target cells are NaN in physical space and skipped by every score.
 """
@@ -43,8 +48,7 @@ class _Collected:
     mean: np.ndarray  # ensemble mean
     member0: np.ndarray
     crps: streaming.CRPS
-    moments: streaming.Moments  # ensemble-mean moments, for spread-skill
-    spread_sq: float
+    spread_skill: streaming.SpreadSkill | None  # None with one member
     losses: dict[str, float]
     sample: dict | None
 
@@ -52,7 +56,7 @@ class _Collected:
 def _predict_batches(session: Session, members: int):
     """Yield (batch, normalised samples (B, M, H, W), physical samples, physical truth)."""
     inverse = session.target_normalizer
-    generator = session.bundle.generator
+    generator = session.eval_generator
     for batch in session.val_loader:
         batch = {k: v.to(session.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.no_grad():
@@ -69,16 +73,15 @@ def _collect(session: Session, members: int, sample_day: int) -> _Collected:
     n_days = session.val_data.target.sizes["time"]
     shape = (n_days, *session.geometry["out_shape"])
     truth, mean, member0 = (np.full(shape, np.nan, np.float32) for _ in range(3))
-    crps, moments = streaming.CRPS(fair=members > 1), streaming.Moments()  # fair CRPS needs 2+ members
-    spread_sq, n_spread, loss_sums, n_cells, sample = 0.0, 0, {"val/loss_l1": 0.0, "val/loss_mse": 0.0}, 0, None
+    crps = streaming.CRPS(fair=members > 1)  # fair CRPS needs 2+ members
+    spread_skill = streaming.SpreadSkill() if members > 1 else None
+    loss_sums, n_cells, sample = {"val/loss_l1": 0.0, "val/loss_mse": 0.0}, 0, None
     for batch, samples, phys, y in _predict_batches(session, members):
         idx = batch["time_index"].cpu().numpy()
         truth[idx], mean[idx], member0[idx] = y, phys.mean(1), phys[:, 0]
         crps.update(y, phys)
-        moments.update(y, phys.mean(1))
-        if members > 1:
-            var = np.nanmean(phys.var(1, ddof=1), axis=(1, 2))
-            spread_sq, n_spread = spread_sq + float(np.nansum(var)), n_spread + int(np.isfinite(var).sum())
+        if spread_skill is not None:
+            spread_skill.update(y, phys)
         ens_mean = samples.mean(1, keepdim=True)
         valid = int(batch["mask"].sum())  # weight each batch's masked mean by its valid cells
         loss_sums["val/loss_l1"] += float(masked_l1(ens_mean, batch["y_hr"], batch["mask"])) * valid
@@ -88,8 +91,7 @@ def _collect(session: Session, members: int, sample_day: int) -> _Collected:
             j = int(np.flatnonzero(idx == sample_day)[0])
             sample = {"day": sample_day, "time": batch["time"][j], "members": phys[j], "target": y[j]}
     losses = {k: v / max(n_cells, 1) for k, v in loss_sums.items()}
-    spread = spread_sq / n_spread if n_spread else float("nan")
-    return _Collected(truth, mean, member0, crps, moments, spread, losses, sample)
+    return _Collected(truth, mean, member0, crps, spread_skill, losses, sample)
 
 
 def _as_xr(values: np.ndarray, like: xr.DataArray) -> xr.DataArray:
@@ -114,8 +116,7 @@ def _scores(c: _Collected, like: xr.DataArray) -> tuple[dict[str, float], dict[s
     psd_true, psd_pred = spectra.psd(truth, member0)
     _, psd_mean = spectra.psd(truth, mean)
     scalars["val/ralsd"] = spectra.ralsd(psd_true, psd_pred)
-    rmse_mean = float(np.sqrt(np.nanmean(c.moments.compute()["rmse"].values ** 2)))
-    scalars["val/spread_skill"] = float(np.sqrt(c.spread_sq) / rmse_mean) if rmse_mean > 0 else float("nan")
+    scalars["val/spread_skill"] = c.spread_skill.compute() if c.spread_skill is not None else float("nan")
     k = np.arange(psd_true.size)
     psd = {"target": (k, psd_true.values), "member 0": (k, psd_pred.values), "ensemble mean": (k, psd_mean.values)}
     maps = {"rmse (ensemble mean)": rmse_map.values, "bias of mean (member 0)": bias_map.values,
@@ -126,7 +127,7 @@ def _scores(c: _Collected, like: xr.DataArray) -> tuple[dict[str, float], dict[s
 def validate(session: Session) -> ValidationResult:
     """Predict the whole validation split and compute the diagnostics listed in the module docstring."""
     cfg = session.cfg
-    generator = session.bundle.generator
+    generator = session.eval_generator
     was_training = generator.training
     generator.eval()
     try:
