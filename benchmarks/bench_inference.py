@@ -21,16 +21,25 @@ batch 1) and ``achieved_tflops``. With ``--write`` the pr ensemble and a second 
 predicted per second) and ``write_over_predict`` (write time / time to predict both variables) are
 added. An untrained generator's noisy fields compress worse than real ones, so file sizes are an upper bound.
 
+Each record also has this process's CPU ``user_s``/``system_s`` and ``minor_faults`` during the timed
+prediction (and writing), from ``resource.getrusage``. ``--legacy`` runs the previous prediction path
+(``torch.no_grad``, a host copy per batch, freed memory returned to the kernel: ``ML_BENCH_KEEP_MEMORY=0``);
+``--compare`` runs every configuration twice in fresh subprocesses, legacy then current, and adds a line
+with the ratios (fields/s, minor faults, system time).
+
 Usage::
 
     python benchmarks/bench_inference.py --device cpu --sizes reference --days 32 --batch-sizes 4 8
     python benchmarks/bench_inference.py --device cuda --batch-sizes 256 512 1024 --precision bf16 --write
+    python benchmarks/bench_inference.py --device cpu --days 64 --batch-sizes 8 --threads 1 --write --compare
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,6 +67,7 @@ from ml_benchmark_spategan.dataloader.torch_bridge import TorchNormalizer
 from ml_benchmark_spategan.inference import predict_array
 from ml_benchmark_spategan.model.amp import autocast, resolve_precision
 from ml_benchmark_spategan.model.spagan2d import Generator
+from ml_benchmark_spategan.utils.memory import usage, usage_since
 from ml_benchmark_spategan.utils.threads import apply_num_threads
 
 #: Inverse transforms in the form of ``Normalizer.params()``: pr (log1p_standardize, mm/day), tasmax (K).
@@ -127,8 +137,26 @@ def _drain(pending, out: np.ndarray) -> None:
     out[rows] = buf.numpy()
 
 
+@torch.no_grad()
+def predict_array_legacy(run, x_norm: np.ndarray, members: int, batch_size: int, static_hr) -> np.ndarray:
+    """The previous ``inference.predict_array`` (before the allocation changes), for ``--legacy``."""
+    generator = run.bundle.generator.eval()
+    inverse = TorchNormalizer.from_normalizer(run.normalizers.target, device=run.device)
+    out = np.empty((members, x_norm.shape[0], *run.geometry["out_shape"]), dtype=np.float32)
+    for start in range(0, x_norm.shape[0], batch_size):
+        x = torch.from_numpy(x_norm[start:start + batch_size]).to(run.device)
+        phys = inverse.inverse(generator.sample(x, members, static_hr=static_hr).float())
+        out[:, start:start + x.shape[0]] = phys.permute(1, 0, 2, 3).cpu().numpy()
+    return out
+
+
+LEGACY = False  # set by --legacy
+
+
 def predict(path: str, generator, x_norm, members, batch_size, static_hr, params, precision, device) -> np.ndarray:
     with autocast(precision, device.type):
+        if path == "predict_array" and LEGACY:
+            return predict_array_legacy(_run_for(generator, params, device), x_norm, members, batch_size, static_hr)
         if path == "predict_array":
             return predict_array(_run_for(generator, params, device), x_norm, members, batch_size, static_hr)
         return predict_pipelined(generator, x_norm, members, batch_size, static_hr, params, device)
@@ -195,7 +223,9 @@ def run_config(args, path: str, batch_size: int, device: torch.device, gflop: fl
     generator = build_generator(args.sizes, device, args.channels_last == "on", args.compile == "on", args.seed,
                                 args.compile_mode)
     x_norm, static = synthetic_inputs(args.days, device, args.seed)
+    before = usage()
     pr, seconds = timed_predict(args, path, batch_size, generator, x_norm, static, PR_PARAMS, device)
+    predict_usage = usage_since(before)
     fields = args.members * args.days
     record = {
         "benchmark": "inference", **env, "sizes": args.sizes, "path": path, "batch_size": batch_size,
@@ -204,11 +234,16 @@ def run_config(args, path: str, batch_size: int, device: torch.device, gflop: fl
         "fields_per_s": round(fields / seconds, 3), "seconds": round(seconds, 3),
         **peak_memory_mb(device), "peak_mem_reset": reset_ok, "gflop_per_field": round(gflop, 3),
         "achieved_tflops": round(gflop * fields / seconds / 1e3, 6), "params_g": n_params(generator),
+        "variant": "legacy" if LEGACY else "current", **{f"predict_{k}": v for k, v in predict_usage.items()},
     }
     if args.write:
+        before = usage()
         tasmax, seconds_tas = timed_predict(args, path, batch_size, generator, x_norm, static, TASMAX_PARAMS, device)
         with tempfile.TemporaryDirectory(prefix="bench_inference_") as tmp:
             write = write_both(Path(args.out_dir or tmp), path, pr, tasmax, args.domain, args.members)
+        total = {k: round(predict_usage[k] + v, 3) for k, v in usage_since(before).items()}
+        record.update({f"predict_write_{k}": v for k, v in total.items()},
+                      predict_write_fields_per_s=round(2 * fields / (seconds + seconds_tas + write["write_s"]), 3))
         predict_mb = fields * int(np.prod(OUT_SHAPE)) * 4 / 1e6
         record.update(write, predict_mb_per_s=round(predict_mb / seconds, 1),
                       write_over_predict=round(write["write_s"] / (seconds + seconds_tas), 3))
@@ -237,6 +272,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="CPU threads (0 = auto: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK or the CPUs this process may use; "
                         "see ml_benchmark_spategan.utils.threads); 1 is much faster on an oversubscribed CPU")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--legacy", action="store_true", help="the previous prediction path (see the module docstring)")
+    p.add_argument("--compare", action="store_true", help="legacy and current, each in a fresh subprocess")
     args = p.parse_args(argv)
     for name in ("members", "days"):
         value = getattr(args, name)
@@ -245,8 +282,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+RATIO_KEYS = ("fields_per_s", "predict_write_fields_per_s", "predict_minor_faults", "predict_system_s",
+              "predict_write_minor_faults", "predict_write_system_s")
+
+
+def compare(argv: list[str]) -> None:
+    """Run legacy then current in fresh subprocesses; print both records and their ratios."""
+    argv = [a for a in argv if a != "--compare"]
+    runs = {}
+    for variant in ("legacy", "current"):
+        cmd = [sys.executable, __file__, *argv, *(["--legacy"] if variant == "legacy" else [])]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        runs[variant] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        for record in runs[variant]:
+            print(json.dumps(record), flush=True)
+    for old, new in zip(runs["legacy"], runs["current"], strict=True):
+        ratios = {f"{k}_current_over_legacy": round(new[k] / old[k], 3) for k in RATIO_KEYS
+                  if k in new and old.get(k)}
+        print(json.dumps({"benchmark": "inference_compare", "path": new["path"], "batch_size": new["batch_size"],
+                          **ratios}), flush=True)
+
+
 def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.compare:
+        return compare(argv)
+    global LEGACY
+    LEGACY = args.legacy
+    if LEGACY:
+        os.environ["ML_BENCH_KEEP_MEMORY"] = "0"  # before anything calls keep_freed_memory
     device = resolve_device(args.device)
     apply_num_threads(args.threads)
     cuda = device.type == "cuda"

@@ -51,7 +51,7 @@ from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorCo
 from ml_benchmark_spategan.cordex import PREDICTOR_VARIABLES, predictor_coords, target_coords
 from ml_benchmark_spategan.model import spagan2d
 from ml_benchmark_spategan.model.spagan2d import Discriminator, GanStepSettings, Generator, train_gan_step
-from ml_benchmark_spategan.training.session import build_optimizer
+from ml_benchmark_spategan.training.optim import build_optimizer, make_grad_scalers
 from ml_benchmark_spategan.utils.threads import apply_num_threads
 
 N_PREDICTORS = len(PREDICTOR_VARIABLES)
@@ -249,7 +249,7 @@ class _Runner:
         self.pool = synthetic_pool(max(4 * cfg.batch_size, 64), device, cfg.channels_last, cfg.seed)
         self.settings = GanStepSettings(n_critic=cfg.n_critic, ensemble_size=cfg.ensemble_size,
                                         precision=cfg.precision)
-        self.scalers = spagan2d.make_grad_scalers(cfg.precision, device.type)
+        self.scalers = make_grad_scalers(cfg.precision, device.type)
         self.index_gen = torch.Generator(device=device).manual_seed(cfg.seed)
         self.n_pool = self.pool["x_lr"].shape[0]
 

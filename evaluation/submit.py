@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ml_benchmark_spategan.cordex import DOMAINS, EXPERIMENTS
-from ml_benchmark_spategan.submission import package_submission, validate_submission
+from ml_benchmark_spategan.submission import package_submission, validate_submission, validate_zip
 from ml_benchmark_spategan.submission.layout import DEFAULT_MEMBERS, VARIABLES, domain_folder
 from ml_benchmark_spategan.submission.writer import run_predict_fn, write_submission
 
@@ -105,7 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problems:
             print("error: not zipped: fix the problems above first", file=sys.stderr)
             return 1
-        print(f"zipped: {package_submission(folder)}")
+        zip_path = package_submission(folder)
+        zip_problems = validate_zip(zip_path, domains, EXPERIMENTS)
+        for problem in zip_problems:
+            print(problem)
+        if zip_problems:
+            print(f"error: {zip_path}: {len(zip_problems)} problem(s) in the zip's entries", file=sys.stderr)
+            return 1
+        print(f"zipped: {zip_path} (entries checked)")
     return 0
 
 

@@ -25,6 +25,7 @@ from ml_benchmark_spategan.model.baselines import sample_members
 from ml_benchmark_spategan.model.registry import ModelBundle
 from ml_benchmark_spategan.training.checkpoint import CheckpointError, load_checkpoint
 from ml_benchmark_spategan.training.session import build_models
+from ml_benchmark_spategan.utils.memory import keep_freed_memory
 from ml_benchmark_spategan.variables import VariableInfo, default_info
 
 
@@ -70,7 +71,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"])
     device = torch.device(device)
-    bundle = build_models(cfg, state["geometry"], device)
+    bundle = build_models(cfg.model, state["geometry"], device)
     bundle.generator.load_state_dict(state["generator"])
     if bundle.discriminator is not None and state.get("discriminator") is not None:
         bundle.discriminator.load_state_dict(state["discriminator"])
@@ -92,21 +93,26 @@ def _static(run: LoadedRun, orography: xr.DataArray | None) -> torch.Tensor | No
     return torch.from_numpy(values).reshape(1, 1, *values.shape[-2:]).to(run.device)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_array(run: LoadedRun, x_norm: np.ndarray, members: int, batch_size: int,
                   static_hr: torch.Tensor | None, doy: np.ndarray | None = None) -> np.ndarray:
     """Normalised predictors (T, C, h, w) -> physical ensemble (members, T, H, W) float32.
 
-    ``doy`` (T,) day of year, for generators that take it (:func:`~.model.baselines.sample_members`)."""
+    ``doy`` (T,) day of year, for generators that take it (:func:`~.model.baselines.sample_members`).
+    All members of a batch of days come from one forward pass; the output is allocated once and each
+    batch is copied straight into its slice (no per-batch host arrays); freed memory is kept for reuse
+    (:func:`~.utils.memory.keep_freed_memory`), so batches do not page-fault their buffers in again."""
+    keep_freed_memory()
     generator = run.bundle.generator.eval()
     inverse = TorchNormalizer.from_normalizer(run.normalizers.target, device=run.device)
     out = np.empty((members, x_norm.shape[0], *run.geometry["out_shape"]), dtype=np.float32)
+    out_t = torch.from_numpy(out)  # shares memory with ``out``
     for start in range(0, x_norm.shape[0], batch_size):
         x = torch.from_numpy(x_norm[start:start + batch_size]).to(run.device)
         day = None if doy is None else torch.from_numpy(np.asarray(doy[start:start + batch_size])).to(run.device)
         samples = sample_members(generator, x, members, static_hr, day)  # (B, M, H, W), normalised
         phys = inverse.inverse(samples.float())
-        out[:, start:start + x.shape[0]] = phys.permute(1, 0, 2, 3).cpu().numpy()
+        out_t[:, start:start + x.shape[0]].copy_(phys.permute(1, 0, 2, 3))
     return out
 
 

@@ -21,6 +21,7 @@ import bench_inference as bi  # noqa: E402
 import bench_train_step as bt  # noqa: E402
 
 from ml_benchmark_spategan.model import spagan2d  # noqa: E402
+from ml_benchmark_spategan.model.blocks import MCDropout  # noqa: E402
 
 TRAIN_KEYS = {"benchmark", "device", "torch", "threads", "load_avg_1min", "sizes", "batch_size", "precision",
               "compile", "channels_last", "steps", "warmup", "ensemble_size", "n_critic", "samples_per_s",
@@ -172,7 +173,9 @@ def test_ablation_adds_one_option_per_step():
 def test_pipelined_path_equals_predict_array_transposed_and_denormalises():
     device = torch.device("cpu")
     generator = bi.build_generator("small", device, channels_last=False, compile_=False)
-    generator.set_mc_dropout(False)  # deterministic: both paths see the same network
+    for m in generator.modules():  # deterministic: both paths see the same network
+        if isinstance(m, MCDropout):
+            m.always_on = False
     x, static = bi.synthetic_inputs(5, device)
     ref = bi.predict("predict_array", generator, x, 2, 2, static, bi.PR_PARAMS, "fp32", device)
     pip = bi.predict("pipelined", generator, x, 2, 2, static, bi.PR_PARAMS, "fp32", device)

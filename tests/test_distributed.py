@@ -99,8 +99,7 @@ def test_single_process_is_a_no_op():
     obj = {"x": [1, 2]}
     assert D.broadcast_object(obj, info) is obj
     net = nn.Linear(2, 2)
-    assert D.wrap_ddp(net, info) is net and D.unwrap(net) is net
-    assert D.is_main()
+    assert D.wrap_ddp(net, info) is net
     D.barrier()
     D.cleanup()
 
@@ -158,7 +157,7 @@ def _train(g, d, shard_of) -> list[dict]:
 
 def _state(g: nn.Module, d: nn.Module) -> dict:
     """Weights, buffers (spectral-norm vectors) and last gradients of both networks."""
-    g, d = D.unwrap(g), D.unwrap(d)
+    g, d = (m.module if isinstance(m, DistributedDataParallel) else m for m in (g, d))
     out = {f"g.{k}": v.detach().clone() for k, v in g.state_dict().items()}
     out.update({f"d.{k}": v.detach().clone() for k, v in d.state_dict().items()})
     for name, net in (("g", g), ("d", d)):
@@ -170,11 +169,11 @@ def _collectives(info: D.DistInfo) -> dict:
     r = info.rank
     wrapped = D.wrap_ddp(nn.Linear(2, 2), info)
     return {
-        "info": info, "is_main": D.is_main(),
+        "info": info,
         "mean": D.reduce_mean({"a": float(r), "b": torch.tensor(2.0 * r + 1.0), "c": torch.tensor(r)}, info),
         "object": D.broadcast_object({"from": r, "list": [r] * 3}, info),
         "any_one": D.any_rank(r == 1, info), "any_none": D.any_rank(False, info),
-        "wrapped": (isinstance(wrapped, DistributedDataParallel), type(D.unwrap(wrapped)).__name__),
+        "wrapped": (isinstance(wrapped, DistributedDataParallel), type(getattr(wrapped, "module", wrapped)).__name__),
         "no_params": D.wrap_ddp(nn.Identity(), info).__class__.__name__,
     }
 
@@ -209,7 +208,6 @@ def test_collectives_on_two_processes(ddp_results):
     for rank, res in enumerate(ddp_results):
         c = res["collectives"]
         assert c["info"] == D.DistInfo(rank, WORLD, rank, "gloo", torch.device("cpu"))
-        assert c["is_main"] == (rank == 0)
         assert c["mean"] == pytest.approx({"a": 0.5, "b": 2.0, "c": 0.5}, abs=1e-12)
         assert c["object"] == {"from": 0, "list": [0, 0, 0]}
         assert (c["any_one"], c["any_none"]) == (True, False)

@@ -14,6 +14,7 @@ from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorCo
 from ml_benchmark_spategan.cordex import PREDICTOR_VARIABLES
 from ml_benchmark_spategan.model import losses
 from ml_benchmark_spategan.model.baselines import BilinearBaseline, DeepESD, sample_members
+from ml_benchmark_spategan.model.blocks import MCDropout
 from ml_benchmark_spategan.model.registry import MODELS, ModelBundle, build_model, register_model
 from ml_benchmark_spategan.model.spagan2d import (
     Discriminator,
@@ -26,6 +27,13 @@ from ml_benchmark_spategan.model.spagan2d import (
 
 SMALL_G = GeneratorConfig(filters=16, n_coarse_blocks=2, upsample_channels=(16, 8, 8), dropout=0.2)
 SMALL_D = DiscriminatorConfig(hr_channels=(8, 16, 16, 16, 8), lr_channels=(8, 8))
+
+
+def _mc_dropout_off(g: nn.Module) -> None:
+    """Dropout follows train()/eval() instead of staying on: an eval() generator is deterministic."""
+    for m in g.modules():
+        if isinstance(m, MCDropout):
+            m.always_on = False
 
 
 def _n_params(m: nn.Module) -> int:
@@ -73,7 +81,7 @@ def test_ensemble_members_differ_and_deterministic_mode():
             for j in range(i + 1, 4):
                 assert (members[:, i] - members[:, j]).abs().mean() > 1e-4
         assert (g.sample(x, 4, s) - members).abs().mean() > 1e-4  # no reseeding between calls either
-        g.set_mc_dropout(False)
+        _mc_dropout_off(g)
         a, b = g.sample(x, 2, s), g(x, s)
     torch.testing.assert_close(a[:, 0], a[:, 1], rtol=0, atol=0)
     torch.testing.assert_close(a[:, :1], b, rtol=1e-5, atol=1e-6)
@@ -81,7 +89,7 @@ def test_ensemble_members_differ_and_deterministic_mode():
 
 def test_static_field_is_used_and_checked():
     g = Generator(3, (8, 8), (32, 32), GeneratorConfig(filters=8, upsample_channels=(8, 8)), 1).eval()
-    g.set_mc_dropout(False)
+    _mc_dropout_off(g)
     x = torch.randn(1, 3, 8, 8)
     s = torch.randn(1, 1, 32, 32)
     with torch.no_grad():
@@ -250,7 +258,7 @@ def test_registry_builds_each_kind():
 
 
 def test_registry_errors_and_user_models():
-    with pytest.raises(ValueError, match=r"unknown model 'nope'; registered models: \['bilinear', 'deepesd', 'spagan'"):
+    with pytest.raises(ValueError, match=r"unknown model 'nope'; registered models: \['bilinear', 'deepesd', 'resgan', 'spagan', 'unet'"):
         build_model(ModelConfig(name="nope"), 15, (16, 16), (128, 128))
     with pytest.raises(ValueError, match="predictor 'q_850' not among the predictors"):
         build_model(ModelConfig(name="bilinear", bilinear_predictor="q_850"), 2, (16, 16), (128, 128), 0,

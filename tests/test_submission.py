@@ -29,6 +29,7 @@ from ml_benchmark_spategan.submission import (
     submission_path,
     validate_file,
     validate_submission,
+    validate_zip,
     write_prediction_file,
     write_submission,
 )
@@ -205,7 +206,7 @@ def test_alps_file_contents(alps):
 def test_validator_passes_clean_submissions(sa, alps, capsys):
     assert validate_submission(sa.folder, ["SA"], members=MEMBERS, data_root=sa.root) == []
     # Without data: daily stamps inside the period's years.
-    assert validate_submission(sa.folder, ["SA"], ["Emulator_hist_future"]) == []
+    assert validate_submission(sa.folder, ["SA"], ["Emulator_hist_future"], members=MEMBERS) == []
     assert validate_submission(alps.folder, ["ALPS"], members=MEMBERS, data_root=alps.root) == []
     cli = _load_script("validate_submission")
     assert cli.main([str(sa.folder), "--domains", "SA", "--members", "2", "--data-root", str(sa.root)]) == 0
@@ -244,7 +245,9 @@ DAMAGE = {
     "members": (lambda ds: ds.isel(member=[0]), {("member size of pr", "2", "1"), ("member size of tasmax", "2", "1")}),
     "lat rounded": (lambda ds: ds.assign_coords(lat=(ds["lat"] + np.float32(1e-4)).astype(np.float32)),
                     {("coordinate lat",)}),
-    "time +12h": (lambda ds: ds.assign_coords(time=ds["time"] + pd.Timedelta(hours=12)), {("time",)}),
+    # assign_coords drops the time encoding: xarray then picks its own units and calendar
+    "time +12h": (lambda ds: ds.assign_coords(time=ds["time"] + pd.Timedelta(hours=12)),
+                  {("time",), ("time units",), ("time calendar",)}),
     "units": (_set_units, {("units of pr", "mm/day or mm day-1 or mm d-1", "'kg m-2 s-1'")}),
 }
 
@@ -288,6 +291,132 @@ def test_validator_reports_transposed_alps_dims(alps, tmp_path):
     problems = validate_submission(folder, ["ALPS"], ["Emulator_hist_future"], members=MEMBERS, data_root=alps.root)
     assert [(p.file, p.what, p.found) for p in problems] == [
         (rel, "dims of pr", "('time', 'x', 'y', 'member')"), (rel, "dims of tasmax", "('time', 'x', 'y', 'member')")]
+
+
+def _all_members_as_first(ds):
+    for name in ("pr", "tasmax"):
+        ds[name].values[:] = ds[name].values[..., :1]
+    return ds
+
+
+def _constant_pr(ds):
+    ds["pr"].values[:] = 1e-9
+    return ds
+
+
+def _tasmax_minus_73(ds):
+    ds["tasmax"].values -= 73.0
+    return ds
+
+
+def _time_in_hours(ds):
+    ds["time"].encoding["units"] = "hours since 1961-01-01"  # the same decoded times, other units
+    return ds
+
+
+def _time_noleap(ds):
+    ds["time"].encoding["calendar"] = "noleap"
+    return ds
+
+
+TAMPERED = {  # a copy a user could make of a valid file; every problem names what is wrong
+    "identical members": (_all_members_as_first, {
+        ("identical members of pr", "members that differ (a generative ensemble, not copies of one field)",
+         "member(s) [1] equal to member 0 everywhere"),
+        ("identical members of tasmax", "members that differ (a generative ensemble, not copies of one field)",
+         "member(s) [1] equal to member 0 everywhere")}),
+    "member first": (lambda ds: ds.transpose("member", "time", "lat", "lon"), {
+        ("dims of pr", "(time, lat, lon, member) in this order", "('member', 'time', 'lat', 'lon')"),
+        ("dims of tasmax", "(time, lat, lon, member) in this order", "('member', 'time', 'lat', 'lon')")}),
+    "member coordinate deleted": (lambda ds: ds.drop_vars("member"), {
+        ("member coordinate", "a 'member' coordinate 0..1", "none (the dimension has no coordinate variable)")}),
+    "pr 1e-9": (_constant_pr, {
+        ("constant pr", "values that vary in time and space",
+         f"{N_DAYS * 128 * 128 * MEMBERS} values all equal to 1e-09 mm/day (physically implausible)"),
+        ("mean of pr", "a physically plausible mean in [0.05, 50.0] mm/day", "1e-09 mm/day (wrong units or an offset?)"),
+        ("identical members of pr", "members that differ (a generative ensemble, not copies of one field)",
+         "member(s) [1] equal to member 0 everywhere")}),
+    "tasmax -73 K": (_tasmax_minus_73, {
+        ("mean of tasmax", "a physically plausible mean in [250.0, 320.0] K", "210.75 K (wrong units or an offset?)")}),
+    "time units": (_time_in_hours, {
+        ("time units", "'minutes since 1961-01-01' (as ACCESS-CM2_1981-2000.nc)", "'hours since 1961-01-01'")}),
+    "time calendar": (_time_noleap, {
+        ("time",), ("time calendar", "'standard' (as ACCESS-CM2_1981-2000.nc)", "'noleap'")}),  # decoded as cftime noleap: not the predictor's stamps either
+}
+
+
+@pytest.mark.parametrize("tamper", list(TAMPERED))
+def test_validator_catches_tampered_copies(sa, tmp_path, tamper):
+    folder = Path(shutil.copytree(sa.folder, tmp_path / NAME))
+    rel = _rel("SA", *SA_FILE)
+    change, expected = TAMPERED[tamper]
+    assert validate_submission(folder, ["SA"], [SA_FILE[0]], members=MEMBERS, data_root=sa.root) == []
+    _rewrite(folder / rel, change)
+    problems = validate_submission(folder, ["SA"], [SA_FILE[0]], members=MEMBERS, data_root=sa.root)
+    assert {p.file for p in problems} == {rel}
+    found = {(p.what, p.expected, p.found)[: max(len(e) for e in expected)] for p in problems}
+    found = {f if f[:3] in expected else f[:1] for f in found}
+    assert found == expected, problems
+
+
+def test_validator_expects_ten_members_by_default(sa, capsys):
+    problems = validate_submission(sa.folder, ["SA"], [SA_FILE[0]], data_root=sa.root)  # a 2-member submission
+    assert len(problems) == 24 and {(p.what, p.expected, p.found) for p in problems} == {
+        ("member size of pr", "10", "2"), ("member size of tasmax", "10", "2")}
+    cli = _load_script("validate_submission")
+    assert cli.main([str(sa.folder), "--domains", "SA", "--experiments", SA_FILE[0]]) == 1
+    assert "member size of pr: expected 10; found 2" in capsys.readouterr().out
+    assert cli.main([str(sa.folder), "--domains", "SA", "--members", "0"]) == 0  # 0: any size
+
+
+def test_validator_time_attributes_without_data(sa, tmp_path):
+    folder = Path(shutil.copytree(sa.folder, tmp_path / NAME))
+    rel = _rel("SA", *SA_FILE)
+    with netCDF4.Dataset(folder / rel, "a") as nc:
+        nc["time"].units = "minutes after 1961-01-01"
+        del nc["time"].calendar
+    problems = validate_submission(folder, ["SA"], [SA_FILE[0]], members=MEMBERS)
+    assert [(p.file, p.what, p.found) for p in problems] == [
+        (rel, "time", "undecodable float32 values (units 'minutes after 1961-01-01')"),
+        (rel, "time units", "'minutes after 1961-01-01'"), (rel, "time calendar", "none")]
+
+
+def _zip_copy(src: Path, dst: Path, rename=lambda n: n, skip=(), extra=()) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            if info.filename not in skip:
+                zout.writestr(rename(info.filename), zin.read(info))
+        for name, data in extra:
+            zout.writestr(name, data)
+    return dst
+
+
+def test_validate_zip_entries(sa, tmp_path, capsys):
+    folder = Path(shutil.copytree(sa.folder, tmp_path / NAME))
+    good = package_submission(folder)
+    assert validate_zip(good, ["SA"]) == []
+    cli = _load_script("validate_submission")
+    assert cli.main([str(good), "--domains", "SA"]) == 0
+    first = f"{NAME}/{_rel('SA', *SA_FILE)}"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    flat = _zip_copy(good, bad / f"{NAME}.zip", rename=lambda n: n.split("/", 1)[1])  # the benchmark script's layout
+    problems = validate_zip(flat, ["SA"])
+    assert problems[0].what == "zip entry outside the top folder" and problems[0].found.startswith("'SA_Domain/")
+    assert len([p for p in problems if p.what == "missing file in zip"]) == 24
+    other = _zip_copy(good, bad / "Other.zip")  # zip renamed: its top folder no longer matches
+    assert {p.what for p in validate_zip(other, ["SA"])} == {"zip entry outside the top folder", "missing file in zip"}
+    tampered = _zip_copy(good, bad / f"{NAME}.zip", skip={first},
+                         extra=[(f"{NAME}/SA_Domain/notes.txt", b"x"), (f"{NAME}/../evil.nc", b"x"),
+                                (f"{NAME}/{_rel('SA', *SA_FILE[:3], 'NorESM2-MM')}x", b"x")])
+    assert [(p.file, p.what) for p in validate_zip(tampered, ["SA"])] == [
+        (f"{NAME}/SA_Domain/notes.txt", "unexpected file in zip"), (f"{NAME}/../evil.nc", "unsafe zip entry"),
+        (f"{NAME}/{_rel('SA', *SA_FILE[:3], 'NorESM2-MM')}x", "unexpected file in zip"),
+        (first, "missing file in zip")]
+    fake = _zip_copy(good, bad / f"{NAME}.zip", skip={first}, extra=[(first, b"not netcdf")])
+    assert [(p.file, p.what) for p in validate_zip(fake, ["SA"])] == [(first, "zip entry is not NetCDF4")]
+    assert cli.main([str(fake), "--domains", "SA"]) == 1
+    assert f"{first}: zip entry is not NetCDF4" in capsys.readouterr().out
 
 
 # --- writer errors and overwrite -------------------------------------------------------------------
@@ -356,7 +485,7 @@ def _fake_run(domain, experiment, variable, static=1):
 @pytest.fixture
 def fake_inference(monkeypatch):
     """load_run reads 'DOMAIN-EXPERIMENT-VARIABLE' from the run folder's name; predict_ensemble returns
-    (channel-0 mean of the day - 0.2) per member, so negative pr samples occur."""
+    (channel-0 mean of the day - 0.2 + member index), so negative pr samples occur in member 0."""
     from ml_benchmark_spategan import inference
 
     calls = []
@@ -368,7 +497,8 @@ def fake_inference(monkeypatch):
     def predict_ensemble(run, predictors, target_like, members, batch_size=64, orography=None):
         calls.append((list(predictors["channel"].values), None if orography is None else float(orography.max())))
         base = predictors.isel(channel=0).mean(("lat", "lon")).values - 0.2 + (280.0 if run.geometry["target_variable"] == "tasmax" else 0.0)
-        values = np.broadcast_to(base[None, :, None, None], (members, len(base), 128, 128)).astype(np.float32)
+        base = base[None, :] + np.arange(members)[:, None]  # members differ (member 0 = the day's value)
+        values = np.broadcast_to(base[:, :, None, None], (members, base.shape[1], 128, 128)).astype(np.float32)
         return xr.DataArray(values, dims=("member", "time", *target_like.dims),
                             coords={"time": predictors["time"].values, **target_like.coords})
 

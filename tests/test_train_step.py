@@ -15,9 +15,9 @@ from ml_benchmark_spategan.model.spagan2d import (
     GanStepSettings,
     Generator,
     generator_step,
-    make_grad_scalers,
     train_gan_step,
 )
+from ml_benchmark_spategan.training.optim import make_grad_scalers
 
 IN, OUT, C = (8, 8), (32, 32), 3
 G_CFG = GeneratorConfig(filters=16, n_coarse_blocks=2, upsample_channels=(16, 8))

@@ -290,6 +290,9 @@ def _cross_checks(cfg: Config) -> Problems:
         problems.append(
             ("model.generator.working_grid", f"expected [] or [h, w], got {list(cfg.model.generator.working_grid)!r}")
         )
+    if cfg.model.name == "bilinear" and cfg.model.doy_conditioning == "film":
+        problems.append(("model.doy_conditioning", "film needs a trained model; bilinear has no trainable "
+                         "parameters and uses the day of year through its monthly correction (use auto or none)"))
     if not _DEVICE_RE.match(cfg.device):
         problems.append(("device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}"))
     return problems

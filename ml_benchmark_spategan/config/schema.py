@@ -97,10 +97,18 @@ class DiscriminatorConfig:
 
 
 @dataclass(frozen=True)
+class UNetConfig:
+    channels: tuple[int, ...] = _f((32, 64, 128, 256), "channels of each U-Net level, finest first (the first level works on the target grid; each further level halves it)")
+    convs_per_level: int = _f(2, "3x3 conv + GroupNorm + LeakyReLU layers per level, in the encoder and in the decoder", min=1)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    name: str = _f("spagan", "model from the registry", choices=("spagan", "deepesd", "bilinear"))
-    generator: GeneratorConfig = _f(GeneratorConfig, "SpaGAN generator", factory=True)
-    discriminator: DiscriminatorConfig = _f(DiscriminatorConfig, "SpaGAN discriminator", factory=True)
+    name: str = _f("spagan", "model from the registry: spagan (GAN), resgan (U-Net mean + SpaGAN residual), unet and deepesd (deterministic, masked MSE), bilinear (interpolation baseline)", choices=("spagan", "resgan", "unet", "deepesd", "bilinear"))
+    doy_conditioning: str = _f("auto", "day-of-year conditioning: film = sin/cos(2π·doy/365.25) -> MLP -> per-channel scale and shift of the trunk features; auto = film for unet and resgan, none for spagan and deepesd (their published architectures); bilinear always uses the month through its own correction", choices=("auto", "none", "film"))
+    generator: GeneratorConfig = _f(GeneratorConfig, "SpaGAN generator (resgan: the residual generator)", factory=True)
+    discriminator: DiscriminatorConfig = _f(DiscriminatorConfig, "SpaGAN discriminator (resgan: sees the full field, mean + residual)", factory=True)
+    unet: UNetConfig = _f(UNetConfig, "U-Net (unet; resgan: the conditional-mean network)", factory=True)
     bilinear_predictor: str = _f("auto", "predictor interpolated by the bilinear baseline; auto = the predictor of the target's kind (t_850 for tasmax), none = the target's own training climatology")
 
 
@@ -108,6 +116,7 @@ class ModelConfig:
 class LossConfig:
     l1_weight: float = _f(0.5, "weight of the L1 content loss on the ensemble mean", min=0.0)
     mse_weight: float = _f(1.0, "weight of the MSE content loss on the ensemble mean", min=0.0)
+    mean_weight: float = _f(1.0, "resgan: weight of the masked MSE of the U-Net mean on its own output (keeps it the conditional mean; it is trained by this loss only)", min=0.0, min_exclusive=True)
     adversarial_weight: float = _f(0.01, "weight of the generator's adversarial loss", min=0.0)
     adversarial_loss: str = _f("bce", "bce = non-saturating with one-sided label smoothing; hinge", choices=("bce", "hinge"))
     label_smoothing: float = _f(0.1, "one-sided label smoothing: real label = 1 - value (bce only)", min=0.0, max=0.5)

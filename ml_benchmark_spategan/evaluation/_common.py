@@ -131,3 +131,43 @@ def prepare_pair(x0, x1, var: str | None, season: str | None, strict: bool, wher
     if strict:
         check_same_coords(a0, a1)
     return a0, a1
+
+
+# --- fast paths on in-memory arrays ------------------------------------------------------------------
+#: Days per block of the blocked time reductions: a block of a 128x128 float32 field stays in the CPU
+#: cache while several statistics are taken from it (one read of the data from memory).
+BLOCK_DAYS = 32
+
+
+def time_first_values(da: xr.DataArray) -> np.ndarray | None:
+    """``da``'s values with ``time`` on axis 0 (a view when already so) if in memory, else None (dask)."""
+    if is_dask(da) or TIME not in da.dims:
+        return None
+    return np.asarray(da.transpose(TIME, ...).values)
+
+
+def without_time(da: xr.DataArray, values: np.ndarray, name=None) -> xr.DataArray:
+    """``values`` (the non-time dims of ``da`` in their order) as a DataArray with ``da``'s non-time coords."""
+    dims = [d for d in da.dims if d != TIME]
+    coords = {k: c for k, c in da.coords.items() if TIME not in c.dims}
+    return xr.DataArray(values, dims=dims, coords=coords, name=da.name if name is None else name)
+
+
+def same_grid(a0: xr.DataArray, a1: xr.DataArray) -> bool:
+    """True when x0 and x1 combine without any alignment: same dims in the same order, equal coords."""
+    if a0.dims != a1.dims or a0.shape != a1.shape or set(a0.coords) != set(a1.coords):
+        return False
+    return all(a0[k].dims == a1[k].dims and np.array_equal(a0[k].values, a1[k].values) for k in a0.coords)
+
+
+def time_sum(arr: np.ndarray, transform=None) -> np.ndarray:
+    """float64 sum over axis 0 of ``transform(days, out)`` (default: ``arr[days]``), taken in blocks of
+    :data:`BLOCK_DAYS` days; ``days`` is the block's slice along axis 0 and ``out`` a reusable buffer
+    shaped like ``arr[days]`` (no allocation per block). NaN propagates."""
+    acc = np.zeros(arr.shape[1:])
+    buf = np.empty((min(BLOCK_DAYS, arr.shape[0]), *arr.shape[1:]), dtype=arr.dtype)
+    for start in range(0, arr.shape[0], BLOCK_DAYS):
+        days = slice(start, min(start + BLOCK_DAYS, arr.shape[0]))
+        block = arr[days] if transform is None else transform(days, buf[:days.stop - start])
+        acc += np.add.reduce(block, axis=0)
+    return acc

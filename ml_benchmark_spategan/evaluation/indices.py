@@ -25,7 +25,18 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ._common import MEMBER, TIME, filter_season, season_mask, select_var, single_time_chunk
+from ._common import (
+    BLOCK_DAYS,
+    MEMBER,
+    TIME,
+    filter_season,
+    season_mask,
+    select_var,
+    single_time_chunk,
+    time_first_values,
+    time_sum,
+    without_time,
+)
 
 YEAR = "year"
 
@@ -35,8 +46,22 @@ def _prepare(x, var, season, where):
 
 
 def mean(x, var: str | None = None, season: str | None = None) -> xr.DataArray:
-    """Time mean (skipna: NaN days are ignored; all-NaN cells give NaN)."""
-    return _prepare(x, var, season, "mean").mean(TIME, skipna=True)
+    """Time mean (skipna: NaN days are ignored; all-NaN cells give NaN). dtype of the data."""
+    da = _prepare(x, var, season, "mean")
+    values = time_first_values(da)
+    if values is None or values.dtype.kind != "f":
+        return da.mean(TIME, skipna=True)
+    out = time_sum(values) / values.shape[0]  # one blocked pass; points with a NaN day are redone skipna
+    bad = np.isnan(out)
+    if bad.any():
+        out[bad] = _nanmean_axis0(values[:, bad])
+    return without_time(da, out.astype(values.dtype, copy=False), name=da.name)
+
+
+def _nanmean_axis0(values: np.ndarray) -> np.ndarray:
+    valid = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid, values, 0.0).sum(axis=0, dtype=np.float64) / valid.sum(axis=0)
 
 
 def quantile(x, var: str | None = None, q: float = 0.98, season: str | None = None) -> xr.DataArray:
@@ -60,7 +85,32 @@ def su(x, var: str | None = None, season: str | None = None, threshold: float = 
     NaN gives 0), but a cell that is NaN on every day (masked, e.g. sea) gives NaN, not 0.
     """
     da = _prepare(x, var, season, "su")
-    return _mask_never_valid(_yearly(da > threshold, "count").mean(YEAR), da)
+    values = time_first_values(da)
+    if values is None:
+        return _mask_never_valid(_yearly(da > threshold, "count").mean(YEAR), da)
+    counts, valid = _count_above_axis0(values, _year_groups(da)[1], threshold)
+    index = counts.mean(axis=0)
+    index[~valid] = np.nan
+    return without_time(da, index, name=da.name)
+
+
+def _count_above_axis0(arr: np.ndarray, starts: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(per-year counts of ``arr > threshold`` (G, ...) float64, points with any non-NaN day), in one
+    blocked pass: a NaN day is neither above nor at/below the threshold."""
+    bounds = np.r_[starts, arr.shape[0]]
+    counts = np.zeros((len(starts), *arr.shape[1:]))
+    n_valid = np.zeros(arr.shape[1:], dtype=np.int64)
+    above = np.empty((BLOCK_DAYS, *arr.shape[1:]), dtype=bool)
+    below = np.empty_like(above)
+    for year, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        for start in range(a, b, BLOCK_DAYS):
+            block = arr[start:min(start + BLOCK_DAYS, b)]
+            up, down = above[:len(block)], below[:len(block)]
+            np.greater(block, threshold, out=up)
+            np.less_equal(block, threshold, out=down)
+            counts[year] += np.add.reduce(up.view(np.uint8), axis=0, dtype=np.uint8)
+            n_valid += np.add.reduce(down.view(np.uint8), axis=0, dtype=np.uint8)
+    return counts, (n_valid > 0) | (counts.sum(axis=0) > 0)
 
 
 def _mask_never_valid(index: xr.DataArray, da: xr.DataArray) -> xr.DataArray:
@@ -127,9 +177,24 @@ def _quantile_axis0(arr: np.ndarray, q: float) -> np.ndarray:
 
 
 def _wet_mean_axis0(arr: np.ndarray, threshold: float) -> np.ndarray:
-    wet = arr >= threshold
+    # Blocked: the wet values (value x wet flag) and wet-day counts of BLOCK_DAYS days at a time. A NaN day
+    # is not wet but NaN x 0 is NaN, so points whose sum is NaN are redone with the NaN-aware formula.
+    sums = np.zeros(arr.shape[1:])
+    n_wet = np.zeros(arr.shape[1:], dtype=np.int64)
+    wet = np.empty((min(BLOCK_DAYS, arr.shape[0]), *arr.shape[1:]), dtype=bool)
+    kept = np.empty(wet.shape, dtype=arr.dtype)
+    for start in range(0, arr.shape[0], BLOCK_DAYS):
+        block = arr[start:start + BLOCK_DAYS]
+        w, k = wet[:len(block)], kept[:len(block)]
+        np.greater_equal(block, threshold, out=w)
+        sums += np.add.reduce(np.multiply(block, w, out=k), axis=0)
+        n_wet += np.add.reduce(w.view(np.uint8), axis=0, dtype=np.uint8)
+    bad = np.isnan(sums)
+    if bad.any():
+        cells = arr[:, bad]
+        sums[bad] = np.where(cells >= threshold, cells, 0.0).sum(axis=0, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(wet, arr, 0.0).sum(axis=0, dtype=np.float64) / wet.sum(axis=0)
+        return sums / n_wet
 
 
 def _lag1_axis0(arr: np.ndarray) -> np.ndarray:

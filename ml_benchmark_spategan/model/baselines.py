@@ -2,9 +2,9 @@
 
 Both take predictors (B, C, h, w) and return (B, 1, H, W) in normalised target space, and expose
 ``sample(x_lr, n_members, static_hr=None) -> (B, n_members, H, W)``; being deterministic, their members
-are identical. Neither uses static covariates (the argument is accepted and ignored). The bilinear
-baseline also takes the day of year (``doy``) for its monthly correction; call generators through
-:func:`sample_members` to pass it to those that take it.
+are identical. Neither uses static covariates (the argument is accepted and ignored). Both take the day of year
+(``doy``): the bilinear baseline for its monthly correction, DeepESD when built with day-of-year FiLM
+(ignored otherwise); call generators through :func:`sample_members` to pass it to those that take it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from ml_benchmark_spategan.model import losses
-from ml_benchmark_spategan.model.amp import autocast, optimizer_step
+from ml_benchmark_spategan.model.amp import autocast
+from ml_benchmark_spategan.model.blocks import apply_film, film_or_none
+from ml_benchmark_spategan.training.optim import optimizer_step
 
 
 def _check_x(x_lr: torch.Tensor, channels: int, shape: tuple[int, int]) -> None:
@@ -26,8 +28,9 @@ def _check_x(x_lr: torch.Tensor, channels: int, shape: tuple[int, int]) -> None:
 class _Deterministic(nn.Module):
     """``sample`` for deterministic models: the single prediction repeated ``n_members`` times."""
 
-    def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None) -> torch.Tensor:
-        y = self(x_lr, static_hr)  # (B, 1, H, W)
+    def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None,
+               doy: torch.Tensor | None = None) -> torch.Tensor:
+        y = self(x_lr, static_hr, doy)  # (B, 1, H, W)
         return y.repeat(1, n_members, 1, 1)
 
 
@@ -35,10 +38,12 @@ class DeepESD(_Deterministic):
     """DeepESD: 3x3 convs C->50->25->1 (padding 1, ReLU after each), flatten, Linear(h*w -> H*W).
 
     The output vector is reshaped C-order to (B, 1, H, W) (target rows, then columns). Trained with the
-    masked MSE (:func:`train_regression_step`).
+    masked MSE (:func:`train_regression_step`). With ``doy_film`` the 25 feature maps are modulated by
+    the day of year (:class:`~.blocks.DoyFiLM`) before the last conv.
     """
 
-    def __init__(self, in_channels: int, in_shape: tuple[int, int], out_shape: tuple[int, int]):
+    def __init__(self, in_channels: int, in_shape: tuple[int, int], out_shape: tuple[int, int],
+                 doy_film: bool = False):
         super().__init__()
         self.in_channels, self.in_shape, self.out_shape = in_channels, tuple(in_shape), tuple(out_shape)
         self.features = nn.Sequential(
@@ -47,10 +52,13 @@ class DeepESD(_Deterministic):
             nn.Conv2d(25, 1, 3, padding=1), nn.ReLU(),
         )
         self.dense = nn.Linear(in_shape[0] * in_shape[1], out_shape[0] * out_shape[1])
+        self.doy_film = film_or_none(doy_film, 25)
 
-    def forward(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None,
+                doy: torch.Tensor | None = None) -> torch.Tensor:
         _check_x(x_lr, self.in_channels, self.in_shape)
-        h = self.features(x_lr).flatten(1)
+        h = apply_film(self.doy_film, self.features[:4](x_lr), doy)  # the 25 maps after the second ReLU
+        h = self.features[4:](h).flatten(1)
         return self.dense(h).reshape(-1, 1, *self.out_shape)
 
 
@@ -133,9 +141,9 @@ class BilinearBaseline(_Deterministic):
         return self(x_lr, static_hr, doy).repeat(1, n_members, 1, 1)
 
 
-def accepts_doy(generator: nn.Module) -> bool:
-    """Whether ``generator.sample`` takes the day of year (``doy=``)."""
-    return "doy" in inspect.signature(generator.sample).parameters
+def accepts_doy(generator: nn.Module, method: str = "sample") -> bool:
+    """Whether ``generator.<method>`` takes the day of year (``doy=``); a DDP wrapper is looked through."""
+    return "doy" in inspect.signature(getattr(getattr(generator, "module", generator), method)).parameters
 
 
 def sample_members(generator: nn.Module, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None,
@@ -148,17 +156,21 @@ def sample_members(generator: nn.Module, x_lr: torch.Tensor, n_members: int, sta
 
 
 def train_regression_step(batch, model: nn.Module, optimizer: torch.optim.Optimizer, settings,
-                          scaler: torch.amp.GradScaler | None = None) -> dict[str, torch.Tensor]:
-    """One masked-MSE update of a regression model (DeepESD); returns detached 0-dim tensors.
+                          scaler: torch.amp.GradScaler | None = None,
+                          static_hr: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """One masked-MSE update of a regression model (DeepESD, U-Net); returns detached 0-dim tensors.
 
-    ``settings`` is a :class:`~ml_benchmark_spategan.model.spagan2d.GanStepSettings` (only
+    ``model`` is called as ``model(x_lr, static_hr, doy=batch['doy'])`` (the day of year only when the
+    batch has it). ``settings`` is a :class:`~ml_benchmark_spategan.model.spagan2d.GanStepSettings` (only
     ``precision`` and ``grad_clip_norm`` are read); fp16 needs ``scaler``.
     """
     mask = batch["mask"]
     if settings.precision == "fp16" and scaler is None:
         raise ValueError("precision fp16 needs a GradScaler (scaler=...); use make_grad_scalers")
     with autocast(settings.precision, batch["x_lr"].device.type):
-        y_pred = model(batch["x_lr"]).float()
+        doy = batch.get("doy")
+        kwargs = {"doy": doy} if doy is not None and accepts_doy(model, "forward") else {}
+        y_pred = model(batch["x_lr"], static_hr, **kwargs).float()
     loss = losses.masked_mse(y_pred, batch["y_hr"], mask)
     grad_norm = optimizer_step(loss, optimizer, model.parameters(), scaler, settings.grad_clip_norm)
     logs = {"g/loss": loss.detach(), "g/loss_mse": loss.detach()}

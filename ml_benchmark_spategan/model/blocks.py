@@ -33,11 +33,15 @@ def init_weights(module: nn.Module, slope: float = LEAKY_SLOPE) -> None:
     """Kaiming-normal (fan_in, leaky_relu gain) weights and zero biases for every Conv2d/Linear.
 
     The rule: ``std = sqrt(2 / (1 + slope**2)) / sqrt(fan_in)``. Call it after all layers exist and
-    before any weight parametrisation (spectral norm) is registered.
+    before any weight parametrisation (spectral norm) is registered. Layers flagged ``zero_init = True``
+    start with zero weights instead (a FiLM head that must start as the identity).
     """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, a=slope, mode="fan_in", nonlinearity="leaky_relu")
+            if getattr(m, "zero_init", False):
+                nn.init.zeros_(m.weight)
+            else:
+                nn.init.kaiming_normal_(m.weight, a=slope, mode="fan_in", nonlinearity="leaky_relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
@@ -57,6 +61,22 @@ def resize_area(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if size[0] <= h and size[1] <= w:
         return F.adaptive_avg_pool2d(x, tuple(size))
     return resize_bilinear(x, size)
+
+
+def check_static(static_hr: torch.Tensor | None, static_channels: int, out_shape: tuple[int, int],
+                 batch: int) -> torch.Tensor | None:
+    """The static field expanded to (batch, S, H, W), or None; ValueError when it does not match the model."""
+    if static_channels == 0:
+        if static_hr is not None:
+            raise ValueError("static_hr: the model was built with static_channels=0 but received a static field")
+        return None
+    if static_hr is None:
+        raise ValueError(f"static_hr: the model expects {static_channels} static channel(s), found None")
+    if static_hr.ndim != 4 or static_hr.shape[1] != static_channels or tuple(static_hr.shape[-2:]) != tuple(out_shape) \
+            or static_hr.shape[0] not in (1, batch):
+        raise ValueError(f"static_hr: expected (1 or {batch}, {static_channels}, {out_shape[0]}, {out_shape[1]}), "
+                         f"found {tuple(static_hr.shape)}")
+    return static_hr.expand(batch, -1, -1, -1)
 
 
 class MCDropout(nn.Module):
@@ -106,3 +126,53 @@ class DiscResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv2(self.act(self.conv1(self.act_in(x))))
         return h + self.skip(x)
+
+
+DAYS_PER_YEAR = 365.25
+
+
+def doy_features(doy: torch.Tensor) -> torch.Tensor:
+    """Day of year (B,) (1..366, any integer or float dtype) -> (B, 2) float32 [sin, cos](2π·doy/365.25).
+
+    Cyclic: day 365 (31 December) and day 0 lie 2π/365.25 apart, as close as two consecutive days.
+    """
+    angle = doy.float() * (2.0 * math.pi / DAYS_PER_YEAR)
+    return torch.stack([torch.sin(angle), torch.cos(angle)], dim=1)
+
+
+class DoyFiLM(nn.Module):
+    """Feature-wise modulation by the day of year: ``h * (1 + scale(doy)) + shift(doy)`` per channel.
+
+    [sin, cos] of the day of year -> Linear(2, hidden) -> LeakyReLU -> Linear(hidden, 2 * channels) =
+    (scale, shift). The last layer starts at zero (``zero_init``; :func:`init_weights` keeps it so), so a
+    new model starts as its unconditioned self and learns how much the season matters.
+    """
+
+    def __init__(self, channels: int, hidden: int = 32):
+        super().__init__()
+        self.channels = channels
+        out = nn.Linear(hidden, 2 * channels)
+        out.zero_init = True
+        self.mlp = nn.Sequential(nn.Linear(2, hidden), nn.LeakyReLU(LEAKY_SLOPE), out)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
+
+    def forward(self, h: torch.Tensor, doy: torch.Tensor | None) -> torch.Tensor:
+        """``h`` (B, channels, rows, cols), ``doy`` (B,) -> modulated ``h`` (same shape and dtype)."""
+        if doy is None:
+            raise ValueError("doy: this model was built with model.doy_conditioning=film and needs the day of "
+                             "year of every sample (doy=..., int (batch,))")
+        if doy.ndim != 1 or doy.shape[0] != h.shape[0]:
+            raise ValueError(f"doy: expected shape ({h.shape[0]},) (one day of year per sample), found {tuple(doy.shape)}")
+        scale, shift = self.mlp(doy_features(doy).to(h.device)).chunk(2, dim=1)
+        return h * (1.0 + scale[:, :, None, None].to(h.dtype)) + shift[:, :, None, None].to(h.dtype)
+
+
+def film_or_none(enabled: bool, channels: int) -> DoyFiLM | None:
+    """A :class:`DoyFiLM` on ``channels`` when day-of-year conditioning is on, else None."""
+    return DoyFiLM(channels) if enabled else None
+
+
+def apply_film(film: DoyFiLM | None, h: torch.Tensor, doy: torch.Tensor | None) -> torch.Tensor:
+    """``film(h, doy)``, or ``h`` unchanged for a model without day-of-year conditioning (``doy`` ignored)."""
+    return h if film is None else film(h, doy)

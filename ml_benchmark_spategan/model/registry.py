@@ -7,7 +7,10 @@ A user model is added with::
         return ModelBundle(generator=MyNet(...), discriminator=None, kind="regression")
 
 Its generator must take ``(x_lr (B, C, h, w), static_hr | None)`` and return (B, 1, H, W), and offer
-``sample(x_lr, n_members, static_hr=None) -> (B, n_members, H, W)``.
+``sample(x_lr, n_members, static_hr=None) -> (B, n_members, H, W)``. Where its ``forward`` / ``sample``
+also take ``doy=`` (day of year, (B,) int), training, validation and inference pass it; :func:`doy_film`
+tells a builder whether ``model.doy_conditioning`` asks for day-of-year FiLM
+(:class:`~ml_benchmark_spategan.model.blocks.DoyFiLM`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from torch import nn
 
 from ml_benchmark_spategan.config.schema import ModelConfig
 from ml_benchmark_spategan.model.baselines import BilinearBaseline, DeepESD
+from ml_benchmark_spategan.model.resgan import ResidualGenerator
 from ml_benchmark_spategan.model.spagan2d import Discriminator, Generator
+from ml_benchmark_spategan.model.unet import UNet
 
 KINDS = ("gan", "regression", "fixed")
 
@@ -66,16 +71,45 @@ def build_model(cfg: ModelConfig, in_channels: int, in_shape: tuple[int, int], o
                             tuple(predictor_names), target_variable)
 
 
+DOY_FILM_BY_DEFAULT = ("unet", "resgan")  # model.doy_conditioning: auto
+
+
+def doy_film(cfg: ModelConfig) -> bool:
+    """Whether ``cfg.name`` gets day-of-year FiLM: ``film``, or ``auto`` for the models in DOY_FILM_BY_DEFAULT."""
+    return cfg.doy_conditioning == "film" or (cfg.doy_conditioning == "auto" and cfg.name in DOY_FILM_BY_DEFAULT)
+
+
 @register_model("spagan")
 def _build_spagan(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
-    generator = Generator(in_channels, in_shape, out_shape, cfg.generator, static_channels)
-    discriminator = Discriminator(in_channels, in_shape, out_shape, cfg.discriminator)
+    generator = Generator(in_channels, in_shape, out_shape, cfg.generator, static_channels, doy_film(cfg))
+    discriminator = Discriminator(in_channels, in_shape, out_shape, cfg.discriminator, static_channels)
     return ModelBundle(generator, discriminator, "gan")
 
 
 @register_model("deepesd")
 def _build_deepesd(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
-    return ModelBundle(DeepESD(in_channels, in_shape, out_shape), None, "regression")
+    return ModelBundle(DeepESD(in_channels, in_shape, out_shape, doy_film(cfg)), None, "regression")
+
+
+@register_model("unet")
+def _build_unet(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
+    """Deterministic U-Net on the target grid (predictors interpolated, orography concatenated), masked MSE."""
+    return ModelBundle(UNet(in_channels, in_shape, out_shape, cfg.unet, static_channels, doy_film(cfg)), None,
+                       "regression")
+
+
+@register_model("resgan")
+def _build_resgan(cfg, in_channels, in_shape, out_shape, static_channels, predictor_names, target_variable):
+    """Residual GAN: a U-Net (``model.unet``) for the conditional mean plus a SpaGAN generator
+    (``model.generator``) for the residual; D (``model.discriminator``) judges mean + residual.
+
+    The U-Net is trained jointly, by its own masked MSE only (``training.loss.mean_weight``); the GAN and
+    content losses train the residual (see :mod:`ml_benchmark_spategan.model.resgan`).
+    """
+    generator = ResidualGenerator(in_channels, in_shape, out_shape, cfg.unet, cfg.generator, static_channels,
+                                  doy_film(cfg))
+    discriminator = Discriminator(in_channels, in_shape, out_shape, cfg.discriminator, static_channels)
+    return ModelBundle(generator, discriminator, "gan")
 
 
 def check_bilinear_predictor(choice: str, predictor_names: Sequence[str]) -> None:

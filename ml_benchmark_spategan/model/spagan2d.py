@@ -16,19 +16,23 @@ Generator
     coarsening, bilinear otherwise) and concatenated at every upsampling stage.
 
     Trunk: stem conv -> residual blocks at (h0, w0) -> one U level (stride-2 conv to ceil(h0/2), blocks,
-    bilinear back up, 1x1 merge with the skip) -> blocks -> n stages of [×2 bilinear upsampling, concat
-    static, conv, 2 residual blocks] -> GroupNorm/LeakyReLU/3x3 conv to one channel (linear output).
-    Stochasticity: element-wise dropout in every residual block, active while sampling (MC dropout),
-    with masks from the global RNG, so ensemble members differ. ``set_mc_dropout(False)`` plus ``eval()``
-    gives a deterministic network.
+    bilinear back up, 1x1 merge with the skip) -> blocks -> [day-of-year FiLM, with ``doy_film``] -> n
+    stages of [×2 bilinear upsampling, concat static, conv, 2 residual blocks] -> GroupNorm/LeakyReLU/3x3
+    conv to one channel (linear output). Stochasticity: element-wise dropout in every residual block,
+    active while sampling (MC dropout), with masks from the global RNG, so ensemble members differ.
+    ``always_on = False`` on every :class:`~.blocks.MCDropout` plus ``eval()`` gives a deterministic
+    network.
 
 Discriminator
-    Conditional patch discriminator. The HR path runs residual blocks over y (stride 2 in the first
+    Conditional patch discriminator. The HR path runs residual blocks over y, concatenated with the
+    static field when built with ``static_channels`` (``data.use_orography``: D judges the field next to
+    the terrain it lies on, so it can reject rain that ignores the mountains) (stride 2 in the first
     k = min(len(hr_channels), floor(log2(min(H/h, W/w)))) blocks; 128 -> 16 for the benchmark) and the
     HR features are then area-averaged to the predictor grid (h, w) if they still differ. The LR path runs
     residual blocks over x_lr at (h, w). Both are concatenated and reduced by 1x1 convs to patch logits
-    (B, 1, h, w). Dropout after every block; optional spectral norm on every conv; Kaiming-normal
-    weights and zero biases set after the layers exist and before spectral norm is registered.
+    (B, 1, h, w). Dropout after every block; optional spectral norm on every conv (power iteration and σ
+    in fp32 under autocast, :mod:`.spectral`); Kaiming-normal weights and zero biases set after the layers
+    exist and before spectral norm is registered.
 
 Training step (StyleGAN2-ADA style phases): ``n_critic`` discriminator phases, then one generator
 phase, see :func:`train_gan_step`.
@@ -37,33 +41,37 @@ phase, see :func:`train_gan_step`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.nn.utils.parametrizations import spectral_norm
 
 from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorConfig, LossConfig, TrainingConfig
 from ml_benchmark_spategan.model import losses
-from ml_benchmark_spategan.model.amp import autocast, make_grad_scalers, optimizer_step, resolve_precision
+from ml_benchmark_spategan.model.amp import autocast, resolve_precision
 from ml_benchmark_spategan.model.blocks import (
     LEAKY_SLOPE,
     DiscResBlock,
     GenResBlock,
-    MCDropout,
+    apply_film,
+    check_static,
     conv1x1,
     conv3x3,
+    film_or_none,
     group_norm,
     init_weights,
     resize_area,
     resize_bilinear,
 )
+from ml_benchmark_spategan.model.spectral import spectral_norm_fp32
+from ml_benchmark_spategan.training.optim import optimizer_step
 
 __all__ = [
     "Generator", "Discriminator", "GanStepSettings", "train_gan_step", "discriminator_step",
-    "generator_step", "resolve_precision", "make_grad_scalers", "working_grid",
+    "generator_step", "resolve_precision", "working_grid",
 ]
 
 BLOCKS_PER_STAGE = 2  # residual blocks after each ×2 upsampling
@@ -109,7 +117,7 @@ class Generator(nn.Module):
     """Predictors (B, C, h, w) [+ static (B or 1, S, H, W)] -> normalised field (B, 1, H, W)."""
 
     def __init__(self, in_channels: int, in_shape: tuple[int, int], out_shape: tuple[int, int],
-                 cfg: GeneratorConfig, static_channels: int = 0):
+                 cfg: GeneratorConfig, static_channels: int = 0, doy_film: bool = False):
         super().__init__()
         if not cfg.upsample_channels:
             raise ValueError("model.generator.upsample_channels: expected at least one stage, found ()")
@@ -128,13 +136,8 @@ class Generator(nn.Module):
         chans = (f,) + tuple(cfg.upsample_channels)
         self.stages = nn.ModuleList(_UpStage(a, b, static_channels, p) for a, b in zip(chans[:-1], chans[1:], strict=True))
         self.head = nn.Sequential(group_norm(chans[-1]), nn.LeakyReLU(LEAKY_SLOPE), conv3x3(chans[-1], 1))
+        self.doy_film = film_or_none(doy_film, f)  # on the coarse trunk's output
         init_weights(self)
-
-    def set_mc_dropout(self, enabled: bool) -> None:
-        """Keep dropout active outside training mode (True, the default) or follow train()/eval()."""
-        for m in self.modules():
-            if isinstance(m, MCDropout):
-                m.always_on = enabled
 
     def _static(self, static_hr: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         if self.static_channels == 0:
@@ -149,16 +152,16 @@ class Generator(nn.Module):
         return static_hr.expand(batch, -1, -1, -1)
 
     def forward(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None,
-                n_members: int | None = None) -> torch.Tensor:
+                n_members: int | None = None, doy: torch.Tensor | None = None) -> torch.Tensor:
         """One field (B, 1, H, W), or ``n_members`` stochastic members (B, n_members, H, W) when given.
 
         Members are produced here, not only in :meth:`sample`, because a DistributedDataParallel wrapper
         synchronises gradients only for passes made through its ``forward``: ``ddp(x, s, n_members=4)``.
         The batch is repeated member-major inside each sample (repeat_interleave), so members differ only
-        by their dropout masks.
+        by their dropout masks. ``doy`` (B,): day of year, needed with day-of-year FiLM, else ignored.
         """
         if n_members is None:
-            return self._predict(x_lr, static_hr)
+            return self._predict(x_lr, static_hr, doy)
         if n_members < 1:
             raise ValueError(f"n_members: expected a positive number of ensemble members, found {n_members}")
         b = x_lr.shape[0]
@@ -166,9 +169,10 @@ class Generator(nn.Module):
         s = None
         if static_hr is not None:
             s = static_hr.repeat_interleave(n_members, dim=0) if static_hr.shape[0] == b and b > 1 else static_hr
-        return self._predict(x, s).reshape(b, n_members, *self.out_shape)
+        d = None if doy is None else doy.repeat_interleave(n_members, dim=0)
+        return self._predict(x, s, d).reshape(b, n_members, *self.out_shape)
 
-    def _predict(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None) -> torch.Tensor:
+    def _predict(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None, doy: torch.Tensor | None) -> torch.Tensor:
         _check_input("x_lr", x_lr, self.in_channels, self.in_shape)
         static_hr = self._static(static_hr, x_lr.shape[0])
         x = resize_bilinear(x_lr, self.working_grid)
@@ -177,30 +181,34 @@ class Generator(nn.Module):
         h = self.pre(self.stem(x))
         u = self.mid(self.down(h))
         h = self.post(self.merge(torch.cat([h, resize_bilinear(u, h.shape[-2:])], dim=1)))
+        h = apply_film(self.doy_film, h, doy)
         for stage in self.stages:
             h = stage(h, static_hr)
         return resize_bilinear(self.head(h), self.out_shape)
 
-    def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None,
+               doy: torch.Tensor | None = None) -> torch.Tensor:
         """``n_members`` stochastic members per sample in one forward pass -> (B, n_members, H, W).
 
-        Same as ``self(x_lr, static_hr, n_members=n_members)``. Gradients flow unless the caller disables them.
+        Same as ``self(x_lr, static_hr, n_members=n_members, doy=doy)``. Gradients flow unless the caller
+        disables them.
         """
-        return self(x_lr, static_hr, n_members=n_members)
+        return self(x_lr, static_hr, n_members=n_members, doy=doy)
 
 
 class Discriminator(nn.Module):
-    """(y_hr (B, 1, H, W), x_lr (B, C, h, w)) -> patch logits (B, 1, h, w)."""
+    """(y_hr (B, 1, H, W), x_lr (B, C, h, w) [, static_hr (B or 1, S, H, W)]) -> patch logits (B, 1, h, w)."""
 
     def __init__(self, lr_channels: int, in_shape: tuple[int, int], out_shape: tuple[int, int],
-                 cfg: DiscriminatorConfig):
+                 cfg: DiscriminatorConfig, static_channels: int = 0):
         super().__init__()
         if not cfg.hr_channels or not cfg.lr_channels:
             raise ValueError("model.discriminator: hr_channels and lr_channels need at least one entry each")
         self.lr_channels, self.in_shape, self.out_shape = lr_channels, tuple(in_shape), tuple(out_shape)
+        self.static_channels = static_channels
         ratio = min(out_shape[0] / in_shape[0], out_shape[1] / in_shape[1])
         self.n_down = min(len(cfg.hr_channels), max(0, math.floor(math.log2(ratio)))) if ratio >= 1 else 0
-        hr = (1,) + tuple(cfg.hr_channels)
+        hr = (1 + static_channels,) + tuple(cfg.hr_channels)
         self.hr_path = nn.ModuleList(
             DiscResBlock(hr[i], hr[i + 1], stride=2 if i < self.n_down else 1, preactivate=i > 0)
             for i in range(len(cfg.hr_channels))
@@ -217,12 +225,15 @@ class Discriminator(nn.Module):
         if cfg.spectral_norm:
             for m in list(self.modules()):
                 if isinstance(m, nn.Conv2d):
-                    spectral_norm(m)
+                    spectral_norm_fp32(m)
 
-    def forward(self, y_hr: torch.Tensor, x_lr: torch.Tensor) -> torch.Tensor:
+    def forward(self, y_hr: torch.Tensor, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None) -> torch.Tensor:
         _check_input("y_hr", y_hr, 1, self.out_shape)
         _check_input("x_lr", x_lr, self.lr_channels, self.in_shape)
         h = y_hr
+        if self.static_channels or static_hr is not None:  # the field next to the terrain it lies on
+            static_hr = check_static(static_hr, self.static_channels, self.out_shape, y_hr.shape[0])
+            h = torch.cat([y_hr, static_hr.to(y_hr.dtype)], dim=1)
         for block in self.hr_path:
             h = self.dropout(block(h))
         h = resize_area(h, self.in_shape)
@@ -269,26 +280,49 @@ def _d_losses(settings: GanStepSettings):
     return (lambda r, f: losses.d_loss_bce(r, f, ls)), losses.g_loss_bce
 
 
-def _members(generator: nn.Module, x_lr, n_members: int, static_hr) -> torch.Tensor:
+def _module(generator: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper (the module itself otherwise)."""
+    return generator.module if isinstance(generator, DistributedDataParallel) else generator
+
+
+def _members(generator: nn.Module, x_lr, n_members: int, static_hr, doy=None) -> torch.Tensor:
     """``n_members`` members (B, n_members, H, W) of ``generator`` (a module or its DDP wrapper).
 
     A DistributedDataParallel wrapper is *called*: only passes through its ``forward`` synchronise
     gradients across ranks (it has no ``sample``; :meth:`Generator.forward` takes ``n_members``). A plain
-    module is asked through ``sample``, the model contract of the registry.
+    module is asked through ``sample``, the model contract of the registry. ``doy`` (B,) is passed to
+    generators whose ``sample`` takes it.
     """
+    kwargs = {"doy": doy} if doy is not None and "doy" in inspect.signature(_module(generator).sample).parameters else {}
     if isinstance(generator, DistributedDataParallel):
-        return generator(x_lr, static_hr, n_members=n_members)
-    return generator.sample(x_lr, n_members, static_hr)
+        return generator(x_lr, static_hr, n_members=n_members, **kwargs)
+    return generator.sample(x_lr, n_members, static_hr, **kwargs)
 
 
-def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings, scaler=None) -> dict[str, torch.Tensor]:
-    """One D update on real ``y_real`` and generated ``fake`` (B, 1, H, W); invalid cells are set to 0."""
+def _repeat_static(static_hr, times: int, interleave: bool):
+    """The static field for a batch repeated ``times`` times (a batch-1 field broadcasts as it is)."""
+    if static_hr is None or static_hr.shape[0] == 1 or times == 1:
+        return static_hr
+    return static_hr.repeat_interleave(times, dim=0) if interleave else static_hr.repeat(times, 1, 1, 1)
+
+
+def _d_static(discriminator, static_hr):
+    """``static_hr`` for a discriminator conditioned on it, None for one that is not."""
+    return static_hr if getattr(_module(discriminator), "static_channels", 0) else None
+
+
+def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings, scaler=None,
+                       static_hr=None) -> dict[str, torch.Tensor]:
+    """One D update on real ``y_real`` and generated ``fake`` (B, 1, H, W); invalid cells are set to 0.
+
+    ``static_hr`` (B or 1, S, H, W) is given to a discriminator built with static channels."""
     d_loss, _ = _d_losses(settings)
     device_type = x_lr.device.type
     fake = torch.where(mask, fake.detach().to(y_real.dtype), 0.0)
+    static = _repeat_static(_d_static(discriminator, static_hr), 2, interleave=False)
     with autocast(settings.precision, device_type):
         # Real and fake in one batch: no batch statistics in D, so this equals two separate passes.
-        logits = discriminator(torch.cat([y_real, fake]), torch.cat([x_lr, x_lr])).float()
+        logits = discriminator(torch.cat([y_real, fake]), torch.cat([x_lr, x_lr]), static).float()
     real_logits, fake_logits = logits.chunk(2)
     loss_real, loss_fake = d_loss(real_logits, fake_logits)
     loss = loss_real + loss_fake
@@ -301,8 +335,9 @@ def discriminator_step(x_lr, y_real, fake, mask, discriminator, opt_d, settings,
 
 
 def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scaler=None,
-                   static_hr=None) -> dict[str, torch.Tensor]:
-    """One G update: content loss on the ensemble mean + adversarial loss on every member.
+                   static_hr=None, doy=None) -> dict[str, torch.Tensor]:
+    """One G update: content loss on the ensemble mean + adversarial loss on every member
+    (+ ``mean_weight`` x ``auxiliary_loss(y_real, mask)`` for generators that have one: resgan's mean).
 
     ``generator`` and ``discriminator`` may be DistributedDataParallel wrappers. D is called with its
     parameters frozen: none of its gradient hooks fire, so its reducer neither all-reduces nor waits for
@@ -312,16 +347,21 @@ def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings
     w, e = settings.loss, settings.ensemble_size
     b, _, hh, ww = y_real.shape
     with _frozen(discriminator), autocast(settings.precision, x_lr.device.type):
-        members = _members(generator, x_lr, e, static_hr).float()  # (B, E, H, W)
+        members = _members(generator, x_lr, e, static_hr, doy).float()  # (B, E, H, W)
         y_mean = members.mean(dim=1, keepdim=True)
         fake = torch.where(mask, members, 0.0).reshape(b * e, 1, hh, ww)
-        fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0)).float()
+        static = _repeat_static(_d_static(discriminator, static_hr), e, interleave=True)
+        fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0), static).float()
     loss_l1, loss_mse = losses.masked_l1(y_mean, y_real, mask), losses.masked_mse(y_mean, y_real, mask)
     loss_adv = g_loss(fake_logits)
     loss = w.l1_weight * loss_l1 + w.mse_weight * loss_mse + w.adversarial_weight * loss_adv
+    extra = {}
+    if hasattr(_module(generator), "auxiliary_loss"):  # resgan: the mean network's own masked MSE
+        extra["g/loss_mean"] = _module(generator).auxiliary_loss(y_real, mask)
+        loss = loss + w.mean_weight * extra["g/loss_mean"]
     grad_norm = optimizer_step(loss, opt_g, generator.parameters(), scaler, settings.grad_clip_norm)
     logs = {"g/loss": loss, "g/loss_l1": loss_l1, "g/loss_mse": loss_mse, "g/loss_adv": loss_adv,
-            "g/fake_score": torch.sigmoid(fake_logits).mean()}
+            "g/fake_score": torch.sigmoid(fake_logits).mean(), **extra}
     if e > 1:
         logs["g/ensemble_std"] = torch.where(mask, members.std(dim=1, keepdim=True), 0.0).sum() / (
             mask.expand_as(y_mean).sum().clamp_min(1))
@@ -335,17 +375,18 @@ def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanS
     """``n_critic`` discriminator phases, then one generator phase; returns detached 0-dim tensors.
 
     batch: ``x_lr`` (B, C, h, w), ``y_hr`` (B, 1, H, W) normalised, ``mask`` (B or 1, 1, H, W) bool
-    (True = valid). Every critic phase sees fresh fakes, as in the reference; G does not change during
+    (True = valid), optional ``doy`` (B,) day of year (passed to generators that take it). Every critic phase sees fresh fakes, as in the reference; G does not change during
     the critic phases, so all ``n_critic`` fake batches are drawn in ONE no-grad forward pass
     (``sample``), which is the same distribution as drawing them phase by phase. D logs are averaged
-    over the critic phases. fp16 needs ``scalers = make_grad_scalers('fp16', device_type)``.
+    over the critic phases. fp16 needs ``scalers = make_grad_scalers('fp16', device_type)``
+    (:mod:`ml_benchmark_spategan.training.optim`).
 
     Under DistributedDataParallel pass the wrapped networks (:func:`training.distributed.wrap_ddp`); each
     rank gives its share of the global batch. Every loss is a mean over its shard, so the averaged
     gradients equal the full batch's when the shards have equal sizes (and, for the masked content
     losses, equal numbers of valid cells, as with one mask for all days).
     """
-    x_lr, mask = batch["x_lr"], batch["mask"]
+    x_lr, mask, doy = batch["x_lr"], batch["mask"], batch.get("doy")
     if mask.dtype != torch.bool:
         raise ValueError(f"batch['mask']: expected dtype torch.bool, found {mask.dtype}")
     if settings.precision == "fp16" and (not scalers or set(scalers) != {"g", "d"}):
@@ -353,13 +394,13 @@ def train_gan_step(batch, generator, discriminator, opt_g, opt_d, settings: GanS
     scalers = scalers or {}
     y_real = torch.where(mask, batch["y_hr"], 0.0)
     with torch.no_grad(), autocast(settings.precision, x_lr.device.type):
-        fakes = _members(generator, x_lr, settings.n_critic, static_hr)  # (B, n_critic, H, W)
+        fakes = _members(generator, x_lr, settings.n_critic, static_hr, doy)  # (B, n_critic, H, W)
     d_logs: dict[str, torch.Tensor] = {}
     for k in range(settings.n_critic):
         phase = discriminator_step(x_lr, y_real, fakes[:, k:k + 1], mask, discriminator, opt_d, settings,
-                                   scalers.get("d"))
+                                   scalers.get("d"), static_hr)
         for key, value in phase.items():
             d_logs[key] = d_logs.get(key, 0.0) + value / settings.n_critic
     g_logs = generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scalers.get("g"),
-                            static_hr)
+                            static_hr, doy)
     return {**d_logs, **g_logs}

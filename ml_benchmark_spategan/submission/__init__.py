@@ -25,7 +25,7 @@ from ml_benchmark_spategan.submission.layout import (
     submission_path,
 )
 from ml_benchmark_spategan.submission.package import package_submission
-from ml_benchmark_spategan.submission.validator import Problem, validate_file, validate_submission
+from ml_benchmark_spategan.submission.validator import Problem, validate_file, validate_submission, validate_zip
 from ml_benchmark_spategan.submission.writer import (
     WriteStats,
     run_predict_fn,
@@ -46,6 +46,7 @@ __all__ = [
     "submission_path",
     "validate_file",
     "validate_submission",
+    "validate_zip",
     "write_prediction_file",
     "write_submission",
 ]

@@ -43,6 +43,7 @@ from ml_benchmark_spategan.submission.layout import (
     submission_path,
     variable_dtype,
 )
+from ml_benchmark_spategan.utils.memory import keep_freed_memory
 
 LOG = logging.getLogger(__name__)
 
@@ -163,23 +164,31 @@ def _define_coords(nc: netCDF4.Dataset, domain: str, time_values: np.ndarray, ti
 
 def _write_variable(nc: netCDF4.Dataset, name: str, da: xr.DataArray, domain: str, chunk_days: int,
                     complevel: int) -> None:
-    """Write ``da`` (time, row, col, member) in time blocks of ``chunk_days``; non-finite values (and
-    negative pr) raise ValueError naming the variable and the time stamp."""
+    """Write ``da`` (time, row, col, member) in time blocks of ``chunk_days`` through one reused buffer;
+    non-finite values (and negative pr) raise ValueError naming the variable and the time stamp."""
     dtype = np.dtype(variable_dtype(domain, name))
     n_days = da.sizes["time"]
     chunks = (min(chunk_days, n_days), *da.shape[1:])
     v = nc.createVariable(name, dtype, da.dims, zlib=complevel > 0, complevel=complevel, shuffle=True,
                           chunksizes=chunks, fill_value=dtype.type(np.nan))
     v.setncatts(VARIABLE_ATTRS[name] | ({"coordinates": "lat lon"} if da.dims[1] == "y" else {}))
+    buffer = np.empty(chunks, dtype=dtype)
     for start in range(0, n_days, chunks[0]):
-        block = np.ascontiguousarray(da.isel(time=slice(start, start + chunks[0])).values, dtype=dtype)
-        bad = ~np.isfinite(block) | ((block < 0) if name == "pr" else False)
-        if bad.any():
-            i = start + int(np.argmax(bad.reshape(len(block), -1).any(axis=1)))
-            what = "non-finite (NaN/Inf)" if not np.isfinite(block).all() else "negative"
-            raise ValueError(f"{name}: {what} values at time index {i} ({da['time'].values[i]!r}); "
-                             "predictions must be finite (and pr >= 0)")
+        block = buffer[:min(chunks[0], n_days - start)]
+        np.copyto(block, np.asarray(da.isel(time=slice(start, start + chunks[0])).data), casting="same_kind")
+        _check_block(block, name, start, da)
         v[start:start + len(block)] = block
+
+
+def _check_block(block: np.ndarray, name: str, start: int, da: xr.DataArray) -> None:
+    lo, hi = block.min(), block.max()  # NaN propagates into both
+    if np.isfinite(lo) and np.isfinite(hi) and (name != "pr" or lo >= 0):
+        return
+    bad = ~np.isfinite(block) | ((block < 0) if name == "pr" else False)
+    i = start + int(np.argmax(bad.reshape(len(block), -1).any(axis=1)))
+    what = "non-finite (NaN/Inf)" if not np.isfinite(block).all() else "negative"
+    raise ValueError(f"{name}: {what} values at time index {i} ({da['time'].values[i]!r}); "
+                     "predictions must be finite (and pr >= 0)")
 
 
 def write_prediction_file(path: str | Path, pr: xr.DataArray, tasmax: xr.DataArray, domain: str,
@@ -193,6 +202,7 @@ def write_prediction_file(path: str | Path, pr: xr.DataArray, tasmax: xr.DataArr
     ``encoding`` (units, calendar, dtype). ``members``: the expected ensemble size.
     """
     path = Path(path)
+    keep_freed_memory()
     arrays = {n: _check_prediction(da, n, domain, predictor_time, members) for n, da in (("pr", pr), ("tasmax", tasmax))}
     time_values, time_attrs = _encode_time(predictor_time, domain)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,6 +337,17 @@ def _check_run(run, run_dir, domain: str, experiment: str, variable: str) -> Non
                              f"{key} is {found[key]!r}; expected {want!r}")
 
 
+def _clip_negative(values: np.ndarray, block: int = 32) -> int:
+    """Set negative values to 0 in place, in blocks along axis 1 (no full-size temporaries); returns how
+    many there were (NaN stays NaN)."""
+    count = 0
+    for start in range(0, values.shape[1], block):
+        part = values[:, start:start + block]
+        count += int(np.count_nonzero(part < 0))
+        np.maximum(part, 0, out=part)
+    return count
+
+
 def template_like(domain: str) -> xr.DataArray:
     """A (row, col) float32 DataArray of zeros on the template grid (1-D dimension coordinates only)."""
     row, col = domain_spec(domain).target_dims
@@ -366,10 +387,9 @@ def run_predict_fn(runs: dict[tuple[str, str], str | Path], members: int = DEFAU
         orog = orography.get(experiment) if run.geometry["static_channels"] else None
         y = inference.predict_ensemble(run, x, like, members, batch_size, orography=orog)
         if variable == "pr":
-            negative = float((y < 0).mean())
+            negative = _clip_negative(y.values) / y.size
             if negative:
                 LOG.warning("%s: %.4f%% of pr values negative, set to 0", predictors_path, 100 * negative)
-                y = y.clip(min=0)
         return y
 
     return predict_fn

@@ -71,7 +71,7 @@ def model_kind(cfg: Config) -> str:
     train_data, _ = split_data(open_training_data(cfg.data), cfg.data)
     geometry = model_geometry(train_data, train_data.orography is not None)
     try:
-        return build_models(cfg, geometry, torch.device("cpu")).kind
+        return build_models(cfg.model, geometry, torch.device("cpu")).kind
     except ValueError as err:
         raise ConfigError([str(err)]) from err
 

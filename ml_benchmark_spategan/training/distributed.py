@@ -14,8 +14,8 @@ defaults are 127.0.0.1 and 29500.
 
 Conventions for the training loop (nanoGPT style: rank 0 does all I/O): every rank builds the same models
 and wraps them with :func:`wrap_ddp` (which copies rank 0's weights to all ranks); each rank reads its own
-share of the data; statistics are averaged with :func:`reduce_mean`; only :func:`is_main` writes files,
-and it saves ``unwrap(model).state_dict()`` so checkpoints carry no ``module.`` prefix.
+share of the data; statistics are averaged with :func:`reduce_mean`; only rank 0 writes files,
+and it saves the unwrapped model's ``state_dict()`` so checkpoints carry no ``module.`` prefix.
 """
 
 from __future__ import annotations
@@ -244,11 +244,6 @@ def _active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def is_main() -> bool:
-    """True on rank 0 and in a single process: the rank that writes files and logs."""
-    return not _active() or dist.get_rank() == 0
-
-
 def barrier() -> None:
     """Wait for every rank (no-op without a process group)."""
     if not _active():
@@ -307,11 +302,6 @@ def wrap_ddp(module: nn.Module, info: DistInfo) -> nn.Module:
     if info.device.type == "cuda":
         return DistributedDataParallel(module, device_ids=[info.device.index], output_device=info.device.index)
     return DistributedDataParallel(module)
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (the module itself otherwise)."""
-    return module.module if isinstance(module, DistributedDataParallel) else module
 
 
 def rank_seed(seed: int, rank: int) -> int:

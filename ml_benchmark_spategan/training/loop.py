@@ -37,7 +37,8 @@ def _step(session: Session, batch: dict) -> dict[str, torch.Tensor]:
             session.settings, scalers=session.scalers, static_hr=session.static_hr,
         )
     scaler = session.scalers["g"] if session.scalers else None
-    return train_regression_step(batch, models["g"], session.optimizers["g"], session.settings, scaler=scaler)
+    return train_regression_step(batch, models["g"], session.optimizers["g"], session.settings, scaler=scaler,
+                                 static_hr=session.static_hr)
 
 
 def _steps_this_epoch(session: Session) -> int:

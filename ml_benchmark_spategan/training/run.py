@@ -142,7 +142,7 @@ def _check_model_builds(cfg: Config, train_data) -> None:
     ``model.bilinear_predictor`` absent from the predictors) fails before the run folder exists."""
     geometry = model_geometry(train_data, train_data.orography is not None)
     try:
-        build_models(cfg, geometry, torch.device("cpu"))
+        build_models(cfg.model, geometry, torch.device("cpu"))
     except ValueError as err:
         raise ConfigError([str(err)]) from err
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ml_benchmark_spategan.config.loader import config_to_dict
-from ml_benchmark_spategan.config.schema import Config, OptimizerConfig
+from ml_benchmark_spategan.config.schema import Config, ModelConfig, TrainingConfig
 from ml_benchmark_spategan.dataloader.baseline_fit import fit_bilinear_baseline
 from ml_benchmark_spategan.dataloader.normalization import Normalizers, fit_normalizers
 from ml_benchmark_spategan.dataloader.reader import DomainData
@@ -27,6 +27,7 @@ from ml_benchmark_spategan.model.registry import ModelBundle, build_model
 from ml_benchmark_spategan.model.spagan2d import GanStepSettings, resolve_precision
 from ml_benchmark_spategan.training.checkpoint import capture_rng_state, restore_rng_state
 from ml_benchmark_spategan.training.distributed import DistInfo, wrap_ddp
+from ml_benchmark_spategan.training.optim import build_optimizer, make_grad_scalers
 from ml_benchmark_spategan.training.schedule import build_scheduler
 
 
@@ -61,14 +62,6 @@ class Session:
         return TorchNormalizer.from_normalizer(self.normalizers.target, device=self.device)
 
 
-def build_optimizer(params, cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.name]
-    # Fused kernels on CUDA (one launch for all parameters); foreach on CPU.
-    kwargs = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return cls(params, lr=float(cfg.learning_rate), betas=(float(cfg.beta1), float(cfg.beta2)),
-               weight_decay=float(cfg.weight_decay), **kwargs)
-
-
 def model_geometry(train: DomainData, use_static: bool) -> dict:
     """Shapes and names a model is built from; stored in checkpoints so inference can rebuild it."""
     return {
@@ -82,9 +75,10 @@ def model_geometry(train: DomainData, use_static: bool) -> dict:
     }
 
 
-def build_models(cfg: Config, geometry: dict, device: torch.device) -> ModelBundle:
+def build_models(cfg: ModelConfig, geometry: dict, device: torch.device) -> ModelBundle:
+    """The registry's model for ``geometry`` (:func:`model_geometry`), moved to ``device``."""
     bundle = build_model(
-        cfg.model,
+        cfg,
         in_channels=geometry["in_channels"],
         in_shape=geometry["in_shape"],
         out_shape=geometry["out_shape"],
@@ -98,13 +92,13 @@ def build_models(cfg: Config, geometry: dict, device: torch.device) -> ModelBund
     return bundle
 
 
-def _optimizers(cfg: Config, bundle: ModelBundle, device: torch.device) -> dict[str, torch.optim.Optimizer]:
+def _optimizers(cfg: TrainingConfig, bundle: ModelBundle, device: torch.device) -> dict[str, torch.optim.Optimizer]:
     optimizers = {}
     params_g = [p for p in bundle.generator.parameters() if p.requires_grad]
     if params_g:
-        optimizers["g"] = build_optimizer(params_g, cfg.training.optimizer_g, device)
+        optimizers["g"] = build_optimizer(params_g, cfg.optimizer_g, device)
     if bundle.discriminator is not None:
-        optimizers["d"] = build_optimizer(bundle.discriminator.parameters(), cfg.training.optimizer_d, device)
+        optimizers["d"] = build_optimizer(bundle.discriminator.parameters(), cfg.optimizer_d, device)
     return optimizers
 
 
@@ -128,14 +122,12 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
                 loader.to(device)
     static = static_hr(train, normalizers.static)
     geometry = model_geometry(train, static is not None)
-    bundle = build_models(cfg, geometry, device)
-    _fit_fixed_model(bundle, train, normalizers, cfg, logger)
-    optimizers = _optimizers(cfg, bundle, device)
+    bundle = build_models(cfg.model, geometry, device)
+    _fit_fixed_model(bundle, train, normalizers, cfg.model.bilinear_predictor, logger)
+    optimizers = _optimizers(cfg.training, bundle, device)
     precision = resolve_precision(cfg.training.precision, device.type)
     settings = GanStepSettings.from_config(cfg.training, device.type)
-    scalers = None
-    if precision == "fp16":
-        scalers = {name: torch.amp.GradScaler(device.type) for name in optimizers}
+    scalers = make_grad_scalers(precision, device.type, tuple(optimizers))
     schedulers = {name: build_scheduler(opt, cfg.training.schedule) for name, opt in optimizers.items()}
     trainables = {"g": wrap_ddp(bundle.generator, dist)}
     if bundle.discriminator is not None:
@@ -149,13 +141,13 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
     )
 
 
-def _fit_fixed_model(bundle: ModelBundle, train: DomainData, normalizers: Normalizers, cfg: Config,
+def _fit_fixed_model(bundle: ModelBundle, train: DomainData, normalizers: Normalizers, bilinear_predictor: str,
                      logger: logging.Logger) -> None:
     """Fit the statistics of a model without trainable parameters (the bilinear baseline) on ``train``."""
     generator = bundle.generator
     if not hasattr(generator, "load_fit"):
         return
-    fit = fit_bilinear_baseline(train, cfg.model.bilinear_predictor)
+    fit = fit_bilinear_baseline(train, bilinear_predictor)
     generator.load_fit(fit, normalizers.predictors.params(), normalizers.target.params())
     logger.info("%s", fit.description)
 
