@@ -224,3 +224,34 @@ def test_evaluating_state_while_an_evaluation_runs(tmp_path):
     with evaluating(tmp_path, "val"):  # a training process owns the file: left alone
         assert read_status(tmp_path)["state"] == "training"
     assert json.loads((tmp_path / "status.json").read_text()) == live
+
+
+def test_signal_reads_requeued_and_a_nan_loss_failed(tiny_tree, tmp_path, monkeypatch):
+    import signal
+
+    import ml_benchmark_spategan.training.loop as loop
+    from ml_benchmark_spategan.training.loop import NonFiniteLossError
+    from ml_benchmark_spategan.training.signals import Preempted
+
+    real_step, calls = loop._step, {"n": 0}
+
+    def step(session, batch):
+        out = real_step(session, batch)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        if calls["n"] == 4:  # in the resumed run: a NaN loss
+            out = {**out, "g/loss": torch.tensor(float("nan"))}
+        return out
+
+    monkeypatch.setattr(loop, "_step", step)
+    run = tmp_path / "run"
+    with pytest.raises(Preempted) as stopped:
+        train(_cfg(tiny_tree), run_dir=run)
+    assert stopped.value.exit_code == 75
+    status = read_status(run)
+    assert (status["state"], status["step"]) == ("requeued", 2) and "SIGUSR1" in status["error"]
+    with pytest.raises(NonFiniteLossError):
+        train(_cfg(tiny_tree), run_dir=run, resume=run)
+    status = read_status(run)
+    assert status["state"] == "failed" and status["error"].startswith("NonFiniteLossError: non-finite loss (g/loss)")
