@@ -3,7 +3,7 @@
 The benchmark-recommended set (SCHEMA.md §5) is timed twice: with this package and with the benchmark's
 own formulas (``official_formulas.py``), on the same in-memory data in the same run; each line gives both
 times, their ratio and the largest difference between the two results. Then the package's other metrics.
-Prints one JSON line per metric: {"metric", "seconds", "official_seconds", "speedup", "max_abs_diff",
+Prints one JSON line per metric: {"metric", "seconds", "official_seconds", "speedup", "max_rel_diff",
 "value"}, then totals. Usage:
 python benchmarks/bench_metrics.py [--days 7300] [--size 128] [--members 0] [--dask] [--threads 1]
 [--only recommended|extras]
