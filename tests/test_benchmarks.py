@@ -187,3 +187,17 @@ def test_pipelined_path_equals_predict_array_transposed_and_denormalises():
         y = generator.sample(torch.from_numpy(x), 2, static_hr=static)
     expected = np.clip(np.expm1(y.numpy() * 1.2 + 0.9), 0.0, None)  # PR_PARAMS: scale 1.2, shift 0.9
     np.testing.assert_allclose(pip, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bench_metrics_ours_equal_the_official_formulas():
+    """Every recommended metric gives the official formulas' numbers on a small synthetic period (float64
+    data: on float32 the official side sums in float32, see benchmarks/README.md)."""
+    import bench_metrics as bm
+
+    x0, x1 = (x.astype("float64") for x in bm.synthetic(days=730, size=16, seed=3))
+    jobs = bm.recommended(x0, x1)
+    assert len(jobs) == 14
+    for name, (ours, official) in jobs.items():
+        _, got = bm.timed(ours)
+        _, ref = bm.timed(official)
+        assert got.shape == ref.shape and bm.compare(got, ref) < 1e-9, name

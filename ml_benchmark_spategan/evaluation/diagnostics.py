@@ -241,7 +241,7 @@ def _w1_map_in_memory(a0: xr.DataArray, a1: xr.DataArray) -> np.ndarray | None:
     if a0.ndim != 3 or a1.ndim != 3 or a0.shape[1:] != a1.shape[1:] or is_dask(a0) or is_dask(a1):
         return None
     v0, v1 = time_first_values(a0), time_first_values(a1)
-    if v0 is None or v1 is None or np.isnan(v0.min()) or np.isnan(v1.min()):
+    if v0 is None or v1 is None or not v0.size or not v1.size or np.isnan(v0.min()) or np.isnan(v1.min()):
         return None
     u2, w2 = v0.reshape(v0.shape[0], -1), v1.reshape(v1.shape[0], -1)
     out = np.empty(u2.shape[1])
