@@ -73,6 +73,7 @@ class DataConfig:
     train_years: tuple[str, ...] = _f((), "training years as 'YYYY' or 'YYYY-YYYY' ranges; empty = experiment default (ESD 1961-1974; Emulator 1961-1980 + 2080-2089)")
     val_years: tuple[str, ...] = _f((), "validation years; empty = experiment default (ESD 1975-1980; Emulator 2090-2099)")
     test_years: tuple[str, ...] = _f((), "test years held out of training and validation (evaluate.py --split test for files, --split test_years for either source); empty = none")
+    target_coarsen: int = _f(1, "block-average the target (and its mask and static field) by this factor after reading, e.g. 2: 128x128 -> 64x64, for quick experiments; a coarse cell is the mean of its finite fine cells (NaN only if all are NaN); the grid must be divisible by it", min=1)
     use_orography: bool = _f(True, "add the static orography (Static_fields.nc: orog) as an input covariate")
     normalization: NormalizationConfig = _f(NormalizationConfig, "normalisation per role", factory=True)
     loader: LoaderConfig = _f(LoaderConfig, "data loading", factory=True)
