@@ -72,3 +72,31 @@ def test_values_match_a_direct_computation(bench):
     assert bilinear["dry_freq_error"] == pytest.approx(dry, abs=1e-3)
     p99 = np.quantile(pred[0][valid], 0.99) / np.quantile(truth[valid], 0.99)
     assert bilinear["p99_ratio"] == pytest.approx(p99, rel=1e-3)
+
+
+def test_budget_hook_stops_before_the_epoch_that_would_overrun(monkeypatch):
+    sys.path.insert(0, str(BENCH))
+    import bench_skill
+
+    clock = iter([0.0, 30.0, 65.0, 90.0])  # start, then the end of epochs 1, 2, 3
+    monkeypatch.setattr(bench_skill.time, "perf_counter", lambda: next(clock))
+    hook = bench_skill.budget_hook(bench_skill.time.perf_counter(), 100.0)
+    session = type("S", (), {"run_dir": "run"})()
+    hook(session, {"epoch": 1})  # 30 s + another 30 s epoch = 60 <= 100
+    hook(session, {"epoch": 2})  # 65 + 35 = 100: still within
+    with pytest.raises(bench_skill.BudgetReached, match="90 s after epoch 3"):
+        hook(session, {"epoch": 3})  # 90 + 25 > 100
+    assert bench_skill.available_models(["spagan", "nosuch", "spagan"]) == ["spagan"]
+
+
+def test_model_overrides_order_case_then_user_then_model():
+    sys.path.insert(0, str(BENCH))
+    import bench_skill
+
+    args = bench_skill.parse_args(["--steps", "30", "--set", "training.batch_size=8",
+                                   "--set-model", "deepesd:training.batch_size=4", "--set-model", "spagan:x.y=1"])
+    sets = bench_skill.model_overrides(args, "deepesd", "tasmax", Path("/d"), 1)
+    assert sets.index("training.batch_size=16") < sets.index("training.batch_size=8") < \
+        sets.index("training.batch_size=4") and "x.y=1" not in sets
+    assert "data.target_variable=tasmax" in sets and "training.max_steps_per_epoch=30" in sets
+    assert 'data.train_years=["1961-1966"]' in sets and "data.target_coarsen=2" in sets
