@@ -61,6 +61,7 @@ import numpy as np
 import xarray as xr
 
 from ml_benchmark_spategan import cordex
+from ml_benchmark_spategan.dataloader.coarsen import coarsen_field
 from ml_benchmark_spategan.dataloader.reader import (
     check_same_grid,
     check_same_times,
@@ -202,6 +203,9 @@ def _test_split(run: LoadedRun, data_cfg, period: str, kind: str, gcm: str | Non
     orography = None
     if run.geometry["static_channels"]:
         orography = open_static(cordex.static_fields_path(root, spec.name, data_cfg.experiment), "orog", grid)
+    factor = data_cfg.target_coarsen  # the run's target grid: block-averaged like its training target
+    grid, truth, orography = (None if a is None else coarsen_field(a, factor, f"{spec.name} {var} grid")
+                              for a in (grid, truth, orography))
     facts = {"period": period, "kind": kind, "gcm": gcm, "truth_file": str(truth_file),
              "years": cordex.period_label(cordex.TEST_PERIODS[period])}
     return SplitData(evaluation_label("test", period, kind, gcm), "test", predictors, truth, grid, orography, facts)

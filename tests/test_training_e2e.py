@@ -189,10 +189,12 @@ def _metric_rows(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
 
 
-def test_signal_mid_epoch_then_resume_is_identical(cordex_root, tmp_path):
-    """SIGUSR1 after a step -> last.pt + Preempted; --resume ends bit-identical to an uninterrupted run."""
+@pytest.mark.parametrize("oversample", ["none", "p99"])
+def test_signal_mid_epoch_then_resume_is_identical(cordex_root, tmp_path, oversample):
+    """SIGUSR1 after a step -> last.pt + Preempted; --resume ends bit-identical to an uninterrupted run
+    (also with the extremes oversampled: the weights are logged and written to the run folder)."""
     extra = {"training.deterministic": "true", "training.epochs": 2, "training.max_steps_per_epoch": 4,
-             "logging.diagnostics_every_epochs": 2}
+             "logging.diagnostics_every_epochs": 2, "data.oversampling.statistic": oversample}
     cfg = load_config(ROOT / "config.yml", tiny_overrides(cordex_root, tmp_path / "runs", **extra))
     reference = train(cfg, run_dir=tmp_path / "reference")
 
@@ -220,6 +222,12 @@ def test_signal_mid_epoch_then_resume_is_identical(cordex_root, tmp_path):
     assert w_ref.keys() == w_res.keys()
     assert all(torch.equal(w_ref[k], w_res[k]) for k in w_ref)
     assert _metric_rows(reference) == _metric_rows(tmp_path / "interrupted")
+    weights_file = tmp_path / "interrupted" / "sampling_weights.csv"
+    assert weights_file.is_file() == (oversample != "none")
+    if oversample != "none":
+        assert "oversampling: p99 (rank, strength 1, cap 10) | relative weights min" in \
+            (tmp_path / "interrupted" / "training.log").read_text()
+        assert weights_file.read_text() == (reference / "sampling_weights.csv").read_text()
 
 
 def test_resume_refuses_mismatched_or_missing_runs(gan_run, cordex_root, tmp_path):

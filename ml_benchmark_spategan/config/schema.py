@@ -63,6 +63,14 @@ class LoaderConfig:
 
 
 @dataclass(frozen=True)
+class OversamplingConfig:
+    statistic: str = _f("none", "oversample extreme training days by a per-day statistic of the target (physical units): domain_mean (pr wetness), p99 (99th percentile over the cells: local intensity), heat (domain mean of the anomaly from the per-cell monthly training mean: tasmax); none = uniform shuffling", choices=("none", "domain_mean", "p99", "heat"))
+    weighting: str = _f("rank", "weight = 1 + strength * g with g = the day's rank quantile 0..1 (rank) or (s - min) / (mean - min) of the statistic s (value: follows heavy tails)", choices=("rank", "value"))
+    strength: float = _f(1.0, "strength of the oversampling (0 = uniform weights)", min=0.0)
+    cap: float = _f(10.0, "largest weight as a multiple of the median weight", min=1.0)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     source: str = _f("cordex", "cordex = benchmark directory layout under root; files = bring your own (see data.files)", choices=("cordex", "files"))
     root: str = _f("data/cordex", "folder that contains <DOMAIN>_domain/ (the extracted benchmark zip or the synthetic domain)")
@@ -73,9 +81,11 @@ class DataConfig:
     train_years: tuple[str, ...] = _f((), "training years as 'YYYY' or 'YYYY-YYYY' ranges; empty = experiment default (ESD 1961-1974; Emulator 1961-1980 + 2080-2089)")
     val_years: tuple[str, ...] = _f((), "validation years; empty = experiment default (ESD 1975-1980; Emulator 2090-2099)")
     test_years: tuple[str, ...] = _f((), "test years held out of training and validation (evaluate.py --split test for files, --split test_years for either source); empty = none")
+    target_coarsen: int = _f(1, "block-average the target (and its mask and static field) by this factor after reading, e.g. 2: 128x128 -> 64x64, for quick experiments; a coarse cell is the mean of its finite fine cells (NaN only if all are NaN); the grid must be divisible by it", min=1)
     use_orography: bool = _f(True, "add the static orography (Static_fields.nc: orog) as an input covariate")
     normalization: NormalizationConfig = _f(NormalizationConfig, "normalisation per role", factory=True)
     loader: LoaderConfig = _f(LoaderConfig, "data loading", factory=True)
+    oversampling: OversamplingConfig = _f(OversamplingConfig, "sampling of training days with replacement, weighted towards extremes (off by default); weights in <run>/sampling_weights.csv", factory=True)
     files: FilesConfig = _f(FilesConfig, "bring-your-own files (data.source: files)", factory=True)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ml_benchmark_spategan.dataloader.coarsen import block_mean
 from ml_benchmark_spategan.dataloader.errors import DataError
 from ml_benchmark_spategan.dataloader.reader import DataOrigin
 
@@ -53,7 +54,7 @@ class BlockReader:
 
     def read(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Days at ``positions`` (int, strictly increasing) -> (x (n, C, h, w), y (n, H, W)), float32,
-        raw units; invalid target cells stay NaN."""
+        raw units (the target block-averaged by ``origin.target_coarsen``); invalid target cells stay NaN."""
         if self._files is None:
             self._open()
         positions = np.asarray(positions, dtype=np.int64)
@@ -81,4 +82,5 @@ class BlockReader:
 
     def _read_target(self, sl: slice) -> np.ndarray:
         var = self._target.variables[self.origin.target_variable].isel(time=sl)
-        return np.asarray(var.transpose("time", *self.origin.target_dims).values, dtype=np.float32)
+        values = np.asarray(var.transpose("time", *self.origin.target_dims).values, dtype=np.float32)
+        return block_mean(values, self.origin.target_coarsen)

@@ -65,5 +65,5 @@ def open_files_data(cfg: DataConfig) -> DomainData:
     return assemble_domain_data(
         predictor_paths, variables, None, files.target_file, target_name(cfg), None,
         cfg.loader.chunk_days, "files", static, grid_variable=files.predictor_grid,
-        target_kind=cfg.target_kind, target_units=files.target_units,
+        target_kind=cfg.target_kind, target_units=files.target_units, target_coarsen=cfg.target_coarsen,
     )

@@ -40,6 +40,7 @@ from ml_benchmark_spategan.cordex import (
     train_predictor_path,
     train_target_path,
 )
+from ml_benchmark_spategan.dataloader.coarsen import coarsen_field
 from ml_benchmark_spategan.dataloader.errors import DataError
 from ml_benchmark_spategan.dataloader.netcdf import (  # noqa: F401  (re-exported: the data layer's public names)
     DROPPED_VARIABLES,
@@ -70,7 +71,8 @@ class DataOrigin:
     ``sources``: one :class:`PredictorSource` per channel (in channel order); ``predictor_dims``: the spatial
     dims of the assembled predictors. ``positions`` (int64, one per day of the data) index the common time
     axis of the predictors, i.e. each source's files laid end to end (which equals the target file's time
-    axis); a split keeps the positions of its days.
+    axis); a split keeps the positions of its days. ``target_coarsen``: the target is block-averaged by this
+    factor after reading (:mod:`.coarsen`).
     """
 
     sources: tuple[PredictorSource, ...]
@@ -79,6 +81,7 @@ class DataOrigin:
     target_variable: str
     target_dims: tuple[str, str]
     positions: np.ndarray
+    target_coarsen: int = 1
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -225,11 +228,13 @@ def assemble_domain_data(predictor_paths: Sequence[str | Path], variables: Seque
                          predictor_dims: Sequence[str] | None, target_path: str | Path, target_variable: str,
                          target_dims: Sequence[str] | None, chunk_days: int, domain: str,
                          static: tuple[str | Path, str] | None = None, *, grid_variable: str = "",
-                         target_kind: str = "auto", target_units: str = "") -> DomainData:
+                         target_kind: str = "auto", target_units: str = "", target_coarsen: int = 1) -> DomainData:
     """Open, check and bundle predictors, target, validity mask and an optional static field.
 
-    ``domain`` is the CORDEX domain name or ``'files'``; ``grid_variable``, ``target_kind`` and
-    ``target_units`` as in ``data.files.predictor_grid``, ``data.target_kind``, ``data.files.target_units``.
+    ``domain`` is the CORDEX domain name or ``'files'``; ``grid_variable``, ``target_kind``,
+    ``target_units`` and ``target_coarsen`` as in ``data.files.predictor_grid``, ``data.target_kind``,
+    ``data.files.target_units`` and ``data.target_coarsen`` (the target and the static field are
+    block-averaged by this factor, NaN-aware; see :mod:`.coarsen`).
     """
     cordex = domain != "files"
     preds = open_predictor_sources(predictor_paths, variables, chunk_days, predictor_dims, grid_variable,
@@ -237,12 +242,15 @@ def assemble_domain_data(predictor_paths: Sequence[str | Path], variables: Seque
     check_finite_predictors(preds.data, _files_label(preds.sources))
     target = open_target(target_path, target_variable, chunk_days, target_dims, keep_grid_mapping=not cordex)
     check_same_times(preds.data, target, f"predictors {_files_label(preds.sources)}", f"target {target_path}")
-    mask, count = _summarise_target(target, target_path)
     orography = open_static(static[0], static[1], target) if static else None
+    target = coarsen_field(target, target_coarsen, f"target {target_path}:{target_variable}")
+    if orography is not None:
+        orography = coarsen_field(orography, target_coarsen, f"static field {static[0]}:{static[1]}")
+    mask, count = _summarise_target(target, target_path)
     origin = DataOrigin(
         sources=preds.sources, predictor_dims=tuple(preds.data.dims[2:]), target_file=str(target_path),
         target_variable=target_variable, target_dims=tuple(target.dims[1:]),
-        positions=np.arange(preds.data.sizes["time"], dtype=np.int64),
+        positions=np.arange(preds.data.sizes["time"], dtype=np.int64), target_coarsen=int(target_coarsen),
     )
     return DomainData(predictors=preds.data, target=target, mask=mask, orography=orography, valid_count=count,
                       target_variable=target_variable, domain=domain, spatial_dims=tuple(target.dims[1:]),
@@ -273,5 +281,5 @@ def open_training_data(cfg: DataConfig) -> DomainData:
     return assemble_domain_data(
         [pred], PREDICTOR_VARIABLES, CORDEX_PREDICTOR_DIMS, target, cfg.target_variable, spec.target_dims,
         cfg.loader.chunk_days, cfg.domain, (static, "orog") if cfg.use_orography else None,
-        target_kind=cfg.target_kind,
+        target_kind=cfg.target_kind, target_coarsen=cfg.target_coarsen,
     )

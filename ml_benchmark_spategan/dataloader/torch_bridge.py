@@ -22,6 +22,11 @@ Two paths give identical samples (both read with :class:`~.blocks.BlockReader` a
   blocks are sharded across distributed ranks, then across DataLoader workers, without duplicates.
   Each worker opens the files itself; the dataset object stores only paths, positions and statistics.
 
+Oversampling (``weights``: per-day probabilities, :mod:`.oversampling`): each training epoch draws the
+split's number of days with replacement (multinomial counts seeded by (seed, epoch)); in memory the drawn
+days are permuted, streaming repeats each day of a block by its count before the within-block shuffle.
+Both paths draw the same multiset of days in an epoch.
+
 Epoch semantics (training): every rank yields the same number of batches (``len(loader)``), a few
 samples per epoch may be dropped to keep ranks in step (never duplicated). Evaluation: every sample of
 the rank's share exactly once, in time order; batches ``k`` with ``k % world_size == rank`` go to ``rank``.
@@ -40,6 +45,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ml_benchmark_spategan.config.schema import LoaderConfig
 from ml_benchmark_spategan.dataloader.blocks import BlockReader
 from ml_benchmark_spategan.dataloader.normalization import Normalizer, Normalizers, apply_params
+from ml_benchmark_spategan.dataloader.oversampling import epoch_counts
 from ml_benchmark_spategan.dataloader.reader import DataOrigin, DomainData
 
 
@@ -143,8 +149,10 @@ class StreamingDataset(IterableDataset):
 
     def __init__(self, origin: DataOrigin, times: np.ndarray, px: dict, py: dict, batch_size: int,
                  block_days: int, *, train: bool, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = True, shuffle: bool = True, mix_blocks: int = 1):
+                 drop_last: bool = True, shuffle: bool = True, mix_blocks: int = 1,
+                 weights: np.ndarray | None = None):
         super().__init__()
+        self.weights = None if weights is None or not train else np.asarray(weights, dtype=np.float64)
         self.origin, self.times, self.px, self.py = origin, times, px, py
         self.batch_size, self.block_days, self.train = batch_size, block_days, train
         self.seed, self.rank, self.world_size, self.drop_last = seed, rank, world_size, drop_last
@@ -163,6 +171,13 @@ class StreamingDataset(IterableDataset):
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.blocks))
         return [int(b) for b in order[rank::self.world_size][worker::num_workers]]
 
+    def counts(self) -> np.ndarray | None:
+        """Draws of each day this epoch (oversampling), or None (every day once)."""
+        return None if self.weights is None else epoch_counts(self.weights, self.seed, self.epoch)
+
+    def _block_size(self, block: int, counts: np.ndarray | None) -> int:
+        return len(self.blocks[block]) if counts is None else int(counts[self.blocks[block]].sum())
+
     def eval_batches(self, rank: int, worker: int, num_workers: int) -> list[np.ndarray]:
         n = len(self.origin.positions)
         starts = list(range(0, n, self.batch_size))[rank::self.world_size][worker::num_workers]
@@ -170,14 +185,14 @@ class StreamingDataset(IterableDataset):
 
     def batches_per_rank(self, num_workers: int) -> list[int]:
         """Number of batches each rank yields (before the equalisation of training ranks)."""
-        counts = []
+        counts, draws = [], self.counts() if self.train else None
         for r in range(self.world_size):
             total = 0
             for w in range(max(num_workers, 1)):
                 if not self.train:
                     total += len(self.eval_batches(r, w, max(num_workers, 1)))
                     continue
-                n = sum(len(self.blocks[b]) for b in self.worker_blocks(r, w, max(num_workers, 1)))
+                n = sum(self._block_size(b, draws) for b in self.worker_blocks(r, w, max(num_workers, 1)))
                 total += n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
             counts.append(total)
         return counts
@@ -204,17 +219,23 @@ class StreamingDataset(IterableDataset):
 
     def _train_batches(self, reader: BlockReader, worker: int, num_workers: int) -> Iterator[dict]:
         ids = self.worker_blocks(self.rank, worker, num_workers)
+        draws = self.counts()
         pending: list[dict] = []
         n_pending = 0
         for g in range(0, len(ids), self.mix_blocks):
             group = sorted(ids[g:g + self.mix_blocks])
             idx = np.concatenate([self.blocks[b] for b in group])
             data = self._read(reader, idx)  # indices sorted by block, so file positions increase
+            if draws is not None:  # oversampling: each day as often as drawn this epoch
+                data = {k: v[np.repeat(np.arange(len(idx)), draws[idx])] for k, v in data.items()}
+            n_group = len(data["time_index"])
+            if n_group == 0:
+                continue
             if self.shuffle:
-                perm = np.random.default_rng([self.seed, self.epoch, *group]).permutation(len(idx))
+                perm = np.random.default_rng([self.seed, self.epoch, *group]).permutation(n_group)
                 data = {k: v[perm] for k, v in data.items()}
             pending.append(data)
-            n_pending += len(idx)
+            n_pending += n_group
             while n_pending >= self.batch_size:
                 batch, pending = _take(pending, self.batch_size)
                 n_pending -= self.batch_size
@@ -269,8 +290,9 @@ class BatchLoader:
 
     def __init__(self, mode: str, *, memory: InMemorySplit | None = None, stream: StreamingDataset | None = None,
                  batch_size: int, train: bool, seed: int, rank: int, world_size: int, drop_last: bool,
-                 shuffle: bool, num_workers: int = 0):
+                 shuffle: bool, num_workers: int = 0, weights: np.ndarray | None = None):
         self.mode, self.memory, self.stream = mode, memory, stream
+        self.weights = None if weights is None or not train else np.asarray(weights, dtype=np.float64)
         self.batch_size, self.train, self.seed, self.epoch = batch_size, train, seed, 0
         self.rank, self.world_size, self.drop_last, self.shuffle = rank, world_size, drop_last, shuffle
         self.num_workers, self.device = num_workers, None
@@ -295,7 +317,11 @@ class BatchLoader:
 
     def _memory_indices(self) -> torch.Tensor:
         n = len(self.memory.times)
-        if self.train and self.shuffle:
+        if self.weights is not None:  # oversampling: the days drawn this epoch, permuted
+            drawn = torch.from_numpy(np.repeat(np.arange(n), epoch_counts(self.weights, self.seed, self.epoch)))
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = drawn[torch.randperm(n, generator=gen)]
+        elif self.train and self.shuffle:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
             order = torch.randperm(n, generator=gen)
         else:
@@ -326,7 +352,8 @@ class BatchLoader:
 
 
 def _make_loader(data: DomainData, normalizers: Normalizers, loader_cfg: LoaderConfig, batch_size: int, *,
-                 train: bool, seed: int, rank: int, world_size: int, drop_last: bool, mix_blocks: int = 1) -> BatchLoader:
+                 train: bool, seed: int, rank: int, world_size: int, drop_last: bool, mix_blocks: int = 1,
+                 weights: np.ndarray | None = None) -> BatchLoader:
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside 0..{world_size - 1} (world_size {world_size})")
     px, py = normalizers.predictors.params(), normalizers.target.params()
@@ -335,21 +362,24 @@ def _make_loader(data: DomainData, normalizers: Normalizers, loader_cfg: LoaderC
     common = dict(batch_size=batch_size, train=train, seed=seed, rank=rank, world_size=world_size,
                   drop_last=drop_last, shuffle=shuffle)
     times = data.time
+    if weights is not None and len(weights) != data.n_days:
+        raise ValueError(f"sampling weights: expected one per day of the split ({data.n_days}), found {len(weights)}")
     if mode == "memory":
         memory = InMemorySplit(data.origin, times, px, py, loader_cfg.block_days)
-        return BatchLoader(mode, memory=memory, **common)
+        return BatchLoader(mode, memory=memory, weights=weights, **common)
     stream = StreamingDataset(data.origin, times, px, py, batch_size, loader_cfg.block_days, mix_blocks=mix_blocks,
-                              **{k: v for k, v in common.items() if k != "batch_size"})
-    return BatchLoader(mode, stream=stream, num_workers=loader_cfg.num_workers, **common)
+                              weights=weights, **{k: v for k, v in common.items() if k != "batch_size"})
+    return BatchLoader(mode, stream=stream, num_workers=loader_cfg.num_workers, weights=weights, **common)
 
 
 def make_train_loader(data: DomainData, normalizers: Normalizers, loader_cfg: LoaderConfig, batch_size: int,
                       seed: int, rank: int = 0, world_size: int = 1, drop_last: bool = True,
-                      mix_blocks: int = 1) -> BatchLoader:
+                      mix_blocks: int = 1, weights: np.ndarray | None = None) -> BatchLoader:
     """Shuffled training batches of the split ``data`` (see the module docstring); ``set_epoch`` reseeds.
-    ``mix_blocks`` (streaming): shuffle samples within groups of this many blocks."""
+    ``mix_blocks`` (streaming): shuffle samples within groups of this many blocks. ``weights``: per-day
+    sampling probabilities (oversampling, draws with replacement; None = every day once per epoch)."""
     return _make_loader(data, normalizers, loader_cfg, batch_size, train=True, seed=seed, rank=rank,
-                        world_size=world_size, drop_last=drop_last, mix_blocks=mix_blocks)
+                        world_size=world_size, drop_last=drop_last, mix_blocks=mix_blocks, weights=weights)
 
 
 def make_eval_loader(data: DomainData, normalizers: Normalizers, loader_cfg: LoaderConfig, batch_size: int,

@@ -14,6 +14,7 @@ import torch
 
 from ml_benchmark_spategan.config.loader import config_to_dict, resolve_best_metric
 from ml_benchmark_spategan.config.schema import Config, ModelConfig, TrainingConfig
+from ml_benchmark_spategan.dataloader import oversampling
 from ml_benchmark_spategan.dataloader.baseline_fit import fit_bilinear_baseline
 from ml_benchmark_spategan.dataloader.normalization import Normalizers, fit_normalizers
 from ml_benchmark_spategan.dataloader.reader import DomainData
@@ -126,7 +127,8 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
     normalizers = normalizers or fit_normalizers(train, cfg.data.normalization)
     loader_cfg, batch = cfg.data.loader, cfg.training.batch_size
     train_loader = make_train_loader(train, normalizers, loader_cfg, batch, seed=cfg.training.seed,
-                                     rank=dist.rank, world_size=dist.world_size)
+                                     rank=dist.rank, world_size=dist.world_size,
+                                     weights=_sampling_weights(cfg, train, run_dir if dist.main else None, logger))
     val_loader = make_eval_loader(val, normalizers, loader_cfg, batch)
     if device.type == "cuda":  # in-memory splits live on the GPU: shuffling and batching happen there
         for loader in (train_loader, val_loader):
@@ -154,6 +156,20 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
         optimizers=optimizers, schedulers=schedulers, scalers=scalers, logger=logger, dist=dist,
         trainables=trainables, ema=ema,
     )
+
+
+def _sampling_weights(cfg: Config, train: DomainData, run_dir: Path | None, logger: logging.Logger):
+    """Per-day sampling probabilities of the training split (``data.oversampling``), or None when off; writes
+    ``sampling_weights.csv`` into ``run_dir`` (rank 0) and logs their range."""
+    over = cfg.data.oversampling
+    if over.statistic == "none":
+        return None
+    stat = oversampling.day_statistic(train.target, over.statistic)
+    probabilities = oversampling.sampling_weights(stat, over)
+    if run_dir is not None:
+        oversampling.write_weights(Path(run_dir) / "sampling_weights.csv", train.time, stat, probabilities)
+    logger.info("%s", oversampling.summary_line(over, probabilities))
+    return probabilities
 
 
 def _fit_fixed_model(bundle: ModelBundle, train: DomainData, normalizers: Normalizers, bilinear_predictor: str,
