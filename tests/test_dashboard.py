@@ -229,3 +229,34 @@ def test_start_spawns_a_local_run(tmp_path, monkeypatch):
     assert json.loads(log.read_text()) == ["--config", "config.yml", "--set", "training.epochs=3",
                                            "--run-dir", str(done.run_dir)]
     launch.reap()
+
+
+# --- what the pages read ---------------------------------------------------------------------------------
+def test_page_readers(tmp_path):
+    pytest.importorskip("panel", reason="Panel is not installed: pip install -e '.[dashboard]'")
+    from ml_benchmark_spategan.monitor.dashboard import folder as rf
+    from ml_benchmark_spategan.monitor.dashboard.app import facts_html, runs_frame
+
+    run = tmp_path / "runs" / "20260101_000000_abc123"
+    (run / "evaluation" / "val").mkdir(parents=True)
+    (run / "evaluation" / "val" / "summary.md").write_text("| score | value |\n|---|---|\n| rmse | 1.5 |\n")
+    (run / "evaluation" / "val" / "psd.png").write_bytes(b"png")
+    (run / "metrics.csv").write_text("epoch,train/g/loss,val/rmse,note\n1,2.0,,a\n2,1.5,3.25,b\n")
+    (run / "training.log").write_text("".join(f"line {i}\n" for i in range(100)))
+    status = {"run": run.name, "state": "training", "epoch": 2, "epochs": 10, "step": 30, "steps_total": 150,
+              "samples_per_s": 12.5, "eta_s": 3725, "best": 3.25, "best_metric": "val/rmse", "best_epoch": 2,
+              "heartbeat": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
+    (run / "status.json").write_text(json.dumps(status))
+    assert rf.run_folder(tmp_path / "runs", run.name) == run
+    assert rf.run_folder(tmp_path / "runs", "../runs") is None and rf.run_folder(tmp_path / "runs", "nope") is None
+    columns = rf.metrics(run)
+    assert columns["epoch"] == [1.0, 2.0] and columns["val/rmse"][1] == 3.25 and "note" not in columns
+    assert rf.log_tail(run, lines=3).splitlines() == ["line 97", "line 98", "line 99"]
+    assert rf.evaluations(run) == {"val": {"summary": (run / "evaluation/val/summary.md").read_text(),
+                                           "figures": [run / "evaluation/val/psd.png"]}}
+    frame = runs_frame(tmp_path / "runs")
+    assert frame.iloc[0]["state"] == "training" and frame.iloc[0]["step"] == "30/150"
+    assert frame.iloc[0]["eta"] == "01:02:05" and frame.iloc[0]["progress"] == "20%"
+    assert f'href="run?run={run.name}"' in frame.iloc[0]["run"]
+    facts = facts_html(read_status(run))
+    assert "val/rmse=3.25 @2" in facts and "12.5" in facts and "state-training" in facts
