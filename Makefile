@@ -12,9 +12,6 @@ DEMO_ROOT ?= data/cordex
 DEMO_YEARS ?= 3
 DEMO_MARKER := $(DEMO_ROOT)/.demo_$(DEMO_DOMAIN)_$(DEMO_YEARS)y.ok
 RUN_ROOT ?= runs
-# Offline Natural Earth coastlines for the maps (beside this checkout in our workplace; otherwise maps are
-# drawn without coastlines, with a warning). Point it at any cartopy data folder.
-export ML_BENCH_CARTOPY_DATA ?= $(wildcard $(CURDIR)/../shared/cartopy_data)
 # The demo: a small SpaGAN, 3 short epochs on CPU (minutes). Real experiments use config.yml as it is.
 DEMO_SET ?= --set data.root=$(DEMO_ROOT) --set data.domain=$(DEMO_DOMAIN) \
 	--set 'data.train_years=[1961-1962]' --set 'data.val_years=[1963]' \

@@ -36,8 +36,8 @@ Outputs:
   QQ), ``rank_histogram.png``, ``spread_skill.png`` (the last two need >= 2 members).
 
 Baselines (``--baseline``, e.g. a bilinear run) are predicted the same way on the same days; they must
-share the domain and variable. Maps draw coastlines when Natural Earth files are found offline
-(``ML_BENCH_CARTOPY_DATA``), otherwise without, with one warning.
+share the domain and variable. Maps draw coastlines from the Natural Earth files shipped with the
+package (offline; ``ML_BENCH_CARTOPY_DATA`` overrides).
 
 Exit status: 0 success; 1 predictions written but not scored (no truth); 2 bad arguments, run folder,
 checkpoint or data (nothing written).
@@ -83,7 +83,7 @@ from ml_benchmark_spategan.training.rundir import RunDirError, resolve_device
 from ml_benchmark_spategan.utils.threads import apply_num_threads
 from ml_benchmark_spategan.visualization import evaluation_figures as ef
 from ml_benchmark_spategan.visualization.figures import diagnostics_figure, sample_figure
-from ml_benchmark_spategan.visualization.maps import configure_cartopy_data, map_grid_from_xarray
+from ml_benchmark_spategan.visualization.maps import CARTOPY_DATA_ENV, configure_cartopy_data, map_grid_from_xarray
 
 LOG = logging.getLogger("evaluate")
 #: Errors meaning bad input (exit status 2).
@@ -362,7 +362,8 @@ def make_plots(folder: Path, run: LoadedRun, split: SplitData, truth, pred, repo
     info = run.target
     var, units, kind = info.name, info.units, info.kind
     if configure_cartopy_data() is None:
-        LOG.warning("maps drawn without coastlines: no offline Natural Earth files (set ML_BENCH_CARTOPY_DATA)")
+        LOG.warning("maps drawn without coastlines: %s holds no Natural Earth 50m files (unset it to use the "
+                    "copy shipped with the package)", CARTOPY_DATA_ENV)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="map drawn without coastlines", category=UserWarning)
         domain = run.cfg.data.domain if run.cfg.data.source == "cordex" else None

@@ -360,3 +360,52 @@ def test_curves(tmp_path):
     with pytest.raises(ValueError, match="counts sum to zero"):
         plot_rank_histogram(axes[3], np.zeros(3))
     _check_png(fig, tmp_path / "curves.png")
+
+
+_OFFLINE_MAP_SCRIPT = """
+import sys, warnings
+import cartopy, cartopy.io
+import matplotlib
+matplotlib.use("Agg")
+import numpy as np
+from matplotlib.figure import Figure
+from ml_benchmark_spategan.visualization import add_map_axes, configure_cartopy_data, map_grid_for_domain, plot_map
+
+empty = sys.argv[1]
+cartopy.config["pre_existing_data_dir"] = empty
+cartopy.config["data_dir"] = empty
+def no_network(self, url):
+    raise SystemExit(f"cartopy tried to download {url}")
+cartopy.io.Downloader._urlopen = no_network
+warnings.simplefilter("error")  # a 'drawn without coastlines' warning fails the script
+print(configure_cartopy_data())
+grid = map_grid_for_domain("ALPS")
+for name, features in (("with", True), ("without", False)):
+    fig = Figure(figsize=(4, 4))
+    plot_map(add_map_axes(fig, grid, 1, 1, 1), np.full(grid.shape, 290.0), grid, kind="tasmax", vmin=280, vmax=300,
+             cbar=False, features=features)
+    fig.savefig(f"{sys.argv[2]}/{name}.png", dpi=60)
+"""
+
+
+def test_packaged_coastlines_offline_without_any_setting(tmp_path):
+    """A fresh process with no ML_BENCH_CARTOPY_DATA, no proxies and an empty cartopy folder still draws
+    coastlines, from the Natural Earth files shipped in the package."""
+    import os
+    import subprocess
+    import sys
+
+    empty = tmp_path / "empty_cartopy"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k != maps.CARTOPY_DATA_ENV}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", _OFFLINE_MAP_SCRIPT, str(empty), str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip().splitlines()[-1]) == maps.PACKAGED_MAP_DATA
+    assert list(empty.iterdir()) == []  # nothing downloaded or cached there
+
+    with_, without = (mimage.imread(tmp_path / f"{name}.png")[..., :3] for name in ("with", "without"))
+    line_pixels = np.sum(without.mean(axis=-1) - with_.mean(axis=-1) > 0.15)  # grey lines on the light field
+    assert line_pixels > 500
+    assert np.sum(with_.mean(axis=-1) - without.mean(axis=-1) > 0.15) == 0  # nothing else changed

@@ -14,9 +14,11 @@ Projections:
   (:mod:`.grids` recognises them).
 * A grid that cannot be placed on the globe falls back to plain ``imshow`` axes (one warning per grid).
 
-Map data: coastlines and borders come from cartopy's Natural Earth 50m shapefiles. They are drawn only
-when the files already exist on disk (see :func:`configure_cartopy_data`); otherwise the map is drawn
-without them and a warning says why. Nothing is ever downloaded.
+Map data: coastlines and borders come from Natural Earth 50m shapefiles (public domain). The package ships
+the two layers it draws (:data:`PACKAGED_MAP_DATA`, ~1.5 MB) and uses them whenever cartopy has no local
+copy, so maps get coastlines offline without any setting; ``ML_BENCH_CARTOPY_DATA`` (or an explicit
+folder) overrides (see :func:`configure_cartopy_data`). A folder without the files gives maps without
+coastlines and a warning saying why. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from ml_benchmark_spategan.cordex import ALPS_LCC, target_coords
 
 #: Environment variable naming a cartopy data folder (``shapefiles/natural_earth/...`` inside).
 CARTOPY_DATA_ENV = "ML_BENCH_CARTOPY_DATA"
+#: The Natural Earth files shipped with the package (a cartopy data folder: ``shapefiles/natural_earth/...``).
+PACKAGED_MAP_DATA = Path(__file__).resolve().parent / "natural_earth"
 #: Natural Earth layers drawn on every map: label -> (category, name); always at 50m.
 NATURAL_EARTH_LAYERS = {
     "coastlines": ("physical", "coastline"),
@@ -221,10 +225,11 @@ def map_grid_from_xarray(obj, domain: str | None = None) -> MapGrid:
 def configure_cartopy_data(path: str | os.PathLike | None = None) -> Path | None:
     """Point cartopy at an offline data folder and report where Natural Earth 50m files are.
 
-    ``path`` wins, else the ``ML_BENCH_CARTOPY_DATA`` environment variable, else cartopy's existing config.
-    A chosen folder becomes ``cartopy.config['pre_existing_data_dir']`` (it must hold
-    ``shapefiles/natural_earth/{physical,cultural}/ne_50m_*.shp``). Returns the folder the map layers will be
-    read from, or ``None`` when they are not on disk (maps are then drawn without them).
+    ``path`` wins, else the ``ML_BENCH_CARTOPY_DATA`` environment variable; either becomes
+    ``cartopy.config['pre_existing_data_dir']`` (it must hold ``shapefiles/natural_earth/{physical,cultural}/
+    ne_50m_*.shp``). Without either, cartopy's own folders are used when they hold the files, else the copy
+    shipped with the package (:data:`PACKAGED_MAP_DATA`). Returns the folder the map layers will be read
+    from, or ``None`` when they are not on disk (maps are then drawn without them).
     """
     import cartopy
 
@@ -232,7 +237,13 @@ def configure_cartopy_data(path: str | os.PathLike | None = None) -> Path | None
         path = os.environ.get(CARTOPY_DATA_ENV) or None
     if path is not None:
         cartopy.config["pre_existing_data_dir"] = Path(path).expanduser()
+    elif _layers_root() is None:
+        cartopy.config["pre_existing_data_dir"] = PACKAGED_MAP_DATA
     _STATE["configured"] = True
+    return _layers_root()
+
+
+def _layers_root() -> Path | None:
     found = [_layer_dir(category, name) for category, name in NATURAL_EARTH_LAYERS.values()]
     return found[0] if all(d is not None for d in found) else None
 
