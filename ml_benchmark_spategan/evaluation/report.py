@@ -41,6 +41,8 @@ INDEX_BIASES = {"tasmax": ("mean", "txx", "su"), "pr": ("mean", "sdii", "rx1day"
 WET_DAY = (1.0, "mm/day")
 SU_ETCCDI = (25.0, "degC")
 SU_BENCHMARK = (300.0, "K")
+#: Indices that count days (their biases are in days, whatever the variable's units).
+DAY_COUNT_INDICES = ("su", "cwd", "cdd")
 #: FSS neighbourhood sizes in grid cells.
 FSS_SCALES = (1, 5, 11, 25)
 #: FSS event thresholds: pr in mm/day; tasmax as percentiles of the pooled truth values.
@@ -107,6 +109,13 @@ def evaluation_label(split: str, period: str | None = None, kind: str | None = N
     if split != "test" or not (period and kind and gcm):
         raise ValueError(f"evaluation label: split {split!r} needs 'val', or 'test' with period, kind and gcm")
     return f"test_{period}_{kind}_{gcm}"
+
+
+def index_units(key: str, units: str | None) -> str:
+    """Units of the bias of index ``key`` (``"cwd"``, ``"bias_cwd"``, ``"bias_cwd/member0"``): ``days`` for
+    the day-count indices (:data:`DAY_COUNT_INDICES`), else the variable's ``units``."""
+    name = key.split("/")[0].removeprefix("bias_")
+    return "days" if name in DAY_COUNT_INDICES else (units or "")
 
 
 def score_doc(key: str) -> str:

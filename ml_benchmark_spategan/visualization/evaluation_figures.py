@@ -94,10 +94,25 @@ def spread_skill_figure(spread: Sequence[float], rmse: Sequence[float], var: str
     return fig
 
 
-def bars_figure(values_by_label: Mapping[str, Mapping[str, float]], ylabel: str = "", title: str = "") -> Figure:
-    """Grouped bars (one group per score, one bar per label, e.g. run)."""
-    n_scores = len({name for values in values_by_label.values() for name in values})
-    fig = _figure(width=max(5.5, 0.9 * n_scores * max(len(values_by_label), 1) ** 0.5))
-    ax = plot_bars(fig.add_subplot(1, 1, 1), values_by_label, ylabel=ylabel)
-    ax.set_title(title, fontsize=10)
+def bars_figure(values_by_label: Mapping[str, Mapping[str, float]], ylabel: str = "", title: str = "",
+                units: Mapping[str, str] | None = None) -> Figure:
+    """Grouped bars (one group per score, one bar per label, e.g. run).
+
+    ``units[score]``: scores of different units get separate panels side by side, each y axis labelled
+    ``"<ylabel> (<unit>)"``; without ``units`` all scores share one panel labelled ``ylabel``.
+    """
+    names = list(dict.fromkeys(name for values in values_by_label.values() for name in values))
+    by_unit: dict[str, list[str]] = {}
+    for name in names:
+        by_unit.setdefault((units or {}).get(name, ""), []).append(name)
+    widths = [max(2.8, 0.9 * len(group) * max(len(values_by_label), 1) ** 0.5) for group in by_unit.values()]
+    fig = Figure(figsize=(max(5.5, sum(widths) + 1.0), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(by_unit), squeeze=False, width_ratios=widths)[0]
+    for ax, (unit, group) in zip(axes, by_unit.items(), strict=True):
+        subset = {label: {k: v for k, v in values.items() if k in group} for label, values in values_by_label.items()}
+        label = f"{ylabel} ({unit})" if unit else ylabel
+        plot_bars(ax, subset, ylabel=label)
+        if ax is not axes[-1] and ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.suptitle(title, fontsize=10)
     return fig
