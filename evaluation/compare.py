@@ -39,6 +39,7 @@ import xarray as xr
 from ml_benchmark_spategan import cordex
 from ml_benchmark_spategan.config.loader import load_config
 from ml_benchmark_spategan.evaluation.report import evaluation_label, index_units
+from ml_benchmark_spategan.utils.progress import track
 from ml_benchmark_spategan.visualization import evaluation_figures as ef
 
 LOG = logging.getLogger("compare")
@@ -236,7 +237,7 @@ def default_out(runs: Sequence[str | Path]) -> Path:
 
 def compare(args: argparse.Namespace) -> Path:
     check_comparable([run_facts(run) for run in args.runs])  # before anything is evaluated or written
-    loaded = [load_summary(run, args) for run in args.runs]
+    loaded = [load_summary(run, args) for run in track(args.runs, "summaries", unit="runs")]
     folders, summaries = [f for f, _ in loaded], [s for _, s in loaded]
     check_comparable([s["run"] for s in summaries])
     out = Path(args.out) if args.out else default_out(args.runs)

@@ -208,9 +208,10 @@ def _test_split(run: LoadedRun, data_cfg, period: str, kind: str, gcm: str | Non
 
 # --- prediction ------------------------------------------------------------------------------------------
 def predict(run: LoadedRun, split: SplitData, members: int, batch_size: int) -> tuple[xr.DataArray, float]:
-    """(member, time, row, col) ensemble in physical units and the seconds it took."""
+    """(member, time, row, col) ensemble in physical units and the seconds it took (with progress and ETA)."""
     start = time.perf_counter()
-    pred = predict_ensemble(run, split.predictors, split.grid, members, batch_size, orography=split.orography)
+    pred = predict_ensemble(run, split.predictors, split.grid, members, batch_size, orography=split.orography,
+                            progress=f"predicting {run.run_dir.name} {split.label}")
     return pred, time.perf_counter() - start
 
 
@@ -397,7 +398,8 @@ def evaluate(args: argparse.Namespace) -> int:
     info, dx_km, benchmark = run.target, _dx_km(run), run.cfg.data.source == "cordex"
     truth = split.truth.load()
     start = time.perf_counter()
-    report = compute_report(truth, pred, info.name, dx_km, info=info, benchmark=benchmark)
+    report = compute_report(truth, pred, info.name, dx_km, info=info, benchmark=benchmark,
+                            progress=f"scoring {run.run_dir.name}")
     facts = run_facts(run, args, split, pred, seconds, pred_file)
     facts["scoring_seconds"] = round(time.perf_counter() - start, 3)
     base_reports, base_preds = {}, {}
@@ -405,7 +407,7 @@ def evaluate(args: argparse.Namespace) -> int:
         label = baseline_label(base)
         base_preds[label], sec = predict(base, split, args.members, args.batch_size)
         base_reports[label] = (base, compute_report(truth, base_preds[label], info.name, dx_km, full=False, info=info,
-                                                    benchmark=benchmark), sec)
+                                                    benchmark=benchmark, progress=f"scoring {label}"), sec)
     folder.mkdir(parents=True, exist_ok=True)
     summary = build_summary(facts, report, base_reports)
     write_summary(folder, summary, report, base_reports)

@@ -147,16 +147,17 @@ class TrainingConfig:
     deterministic: bool = _f(False, "deterministic algorithms (bit-reproducible on CPU; slower on GPU)")
     nonfinite_loss: str = _f("stop", "on a NaN/Inf loss: stop the run with an error, or skip the step", choices=("stop", "skip"))
     val_members: int = _f(3, "ensemble members predicted per validation day for diagnostics", min=1)
+    val_days: int = _f(0, "validation during training on this many days of the validation split, evenly spaced over it (a fixed subsample: the same days every epoch; also selects best.pt); 0 = the full split. evaluate.py always scores the full split", min=0)
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
     plot_every_epochs: int = _f(1, "sample plots every N epochs (0 = never; the last epoch always plots)", min=0)
-    diagnostics_every_epochs: int = _f(1, "validation diagnostics on the full validation split every N epochs", min=1)
+    diagnostics_every_epochs: int = _f(1, "validation diagnostics on the validation split (training.val_days of it) every N epochs", min=1)
     checkpoint_every_epochs: int = _f(5, "keep checkpoint_epoch_NNN.pt every N epochs (0 = never); last.pt is written every epoch", min=0)
     best_metric: str = _f("val/rmse", "validation metric that selects best.pt")
     best_mode: str = _f("min", "whether smaller or larger best_metric is better", choices=("min", "max"))
-    progress_bar: bool = _f(True, "tqdm progress bar per epoch")
+    progress_bar: bool = _f(True, "progress with ETA for training steps and validation: a tqdm bar on a terminal; off a terminal or under SLURM a log line every 10 %")
     sample_day: int = _f(0, "index of the validation day drawn in sample plots", min=0)
 
 

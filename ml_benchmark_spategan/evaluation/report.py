@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from ml_benchmark_spategan.utils.progress import track
 from ml_benchmark_spategan.variables import CORDEX_TARGETS, VariableInfo, default_info
 
 from . import diagnostics, ensemble, spectra
@@ -351,7 +352,7 @@ def plot_series(truth: xr.DataArray | None, pred: xr.DataArray, label: str = "")
 # --- the report ------------------------------------------------------------------------------------------
 def compute_report(truth: xr.DataArray, pred: xr.DataArray, variable: str, dx_km: float | None = None,
                    seed: int = 0, full: bool = True, *, info: VariableInfo | None = None,
-                   benchmark: bool | None = None) -> EvaluationReport:
+                   benchmark: bool | None = None, progress: str = "") -> EvaluationReport:
     """Every diagnostic of ``pred`` (member, time, row, col) against ``truth`` (time, row, col); see the
     module docstring for the series each score uses.
 
@@ -360,6 +361,7 @@ def compute_report(truth: xr.DataArray, pred: xr.DataArray, variable: str, dx_km
     (:func:`index_specs`). ``benchmark`` (default: ``info`` is a CORDEX target) keeps the benchmark's SU
     threshold of 300 K. ``full=False`` (used for baselines) keeps RMSE, correlation, index biases, benchmark
     RALSD, Wasserstein, spectra and quantiles, and leaves out the corrected RALSD, ensemble scores and FSS.
+    ``progress``: a description shows the scoring stages' progress with an ETA; empty = none.
     """
     info = info or default_info(variable)
     if benchmark is None:
@@ -367,17 +369,25 @@ def compute_report(truth: xr.DataArray, pred: xr.DataArray, variable: str, dx_km
     truth, pred = prepare(truth, pred)
     pair = _pair(pred)
     labelled = plot_series(truth, pred)
-    report = EvaluationReport({}, psd=psd_series(labelled, dx_km), quantiles=quantile_series(labelled))
-    for scores, maps in (deterministic_scores(truth, pred, pair), index_scores(truth, pair, index_specs(info, benchmark)),
-                         distribution_scores(truth, pair.sel({MEMBER: "member0"}, drop=True), info.kind)):
+    report = EvaluationReport({})
+
+    def spectra_and_quantiles():
+        report.psd, report.quantiles = psd_series(labelled, dx_km), quantile_series(labelled)
+        return spectral_scores(truth, pred, report.psd, corrected=full), {}
+
+    def ensemble_and_fss():
+        scores, report.rank_histogram, report.spread_skill_bins = ensemble_scores(truth, pred, seed)
+        report.fss_thresholds = fss_thresholds(truth, info)
+        return {**scores, **fss_scores(truth, pair, report.fss_thresholds)}, {}
+
+    stages = [lambda: deterministic_scores(truth, pred, pair),
+              lambda: index_scores(truth, pair, index_specs(info, benchmark)),
+              lambda: distribution_scores(truth, pair.sel({MEMBER: "member0"}, drop=True), info.kind),
+              spectra_and_quantiles] + ([ensemble_and_fss] if full else [])
+    for stage in track(stages, progress, unit="stages", enabled=bool(progress)):
+        scores, maps = stage()
         report.scores.update(scores)
         report.maps.update(maps)
-    report.scores.update(spectral_scores(truth, pred, report.psd, corrected=full))
-    if full:
-        scores, report.rank_histogram, report.spread_skill_bins = ensemble_scores(truth, pred, seed)
-        report.scores.update(scores)
-        report.fss_thresholds = fss_thresholds(truth, info)
-        report.scores.update(fss_scores(truth, pair, report.fss_thresholds))
     return report
 
 

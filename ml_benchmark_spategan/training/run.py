@@ -17,7 +17,7 @@ from ml_benchmark_spategan.config.schema import Config
 from ml_benchmark_spategan.dataloader.mask import save_target_mask, training_mask
 from ml_benchmark_spategan.dataloader.normalization import Normalizers
 from ml_benchmark_spategan.dataloader.reader import open_training_data
-from ml_benchmark_spategan.dataloader.split import split_data
+from ml_benchmark_spategan.dataloader.split import split_data, subsample_days
 from ml_benchmark_spategan.training import artifacts, distributed
 from ml_benchmark_spategan.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from ml_benchmark_spategan.training.history import write_history
@@ -99,6 +99,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
     device = resolve_device(cfg.device, cfg.on_missing_gpu)
     data = open_training_data(cfg.data)
     train_data, val_data = split_data(data, cfg.data)
+    val_data = subsample_days(val_data, cfg.training.val_days)  # evaluate.py scores the full split
     _check_model_builds(cfg, train_data)
     folder, state = _resume_state(cfg, run_dir, resume)
     dist = distributed.setup(device)

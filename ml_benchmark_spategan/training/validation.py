@@ -1,4 +1,5 @@
-"""Validation diagnostics on the FULL validation split, in physical units.
+"""Validation diagnostics on the validation split (``training.val_days`` evenly spaced days of it, or all
+days when 0), in physical units.
 
 Each validation day gets ``training.val_members`` generator members. Which prediction a score uses:
 
@@ -27,6 +28,7 @@ from ml_benchmark_spategan.evaluation import diagnostics, indices, spectra, stre
 from ml_benchmark_spategan.model.baselines import sample_members
 from ml_benchmark_spategan.model.losses import masked_l1, masked_mse
 from ml_benchmark_spategan.training.session import Session
+from ml_benchmark_spategan.utils.progress import track
 
 
 @dataclass
@@ -53,7 +55,9 @@ def _predict_batches(session: Session, members: int):
     """Yield (batch, normalised samples (B, M, H, W), physical samples, physical truth)."""
     inverse = session.target_normalizer
     generator = session.bundle.generator
-    for batch in session.val_loader:
+    bar = track(session.val_loader, "validation", unit="batches", logger=session.logger,
+                enabled=session.cfg.logging.progress_bar)
+    for batch in bar:
         batch = {k: v.to(session.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.no_grad():
             samples = sample_members(generator, batch["x_lr"], members, session.static_hr, batch.get("doy")).float()
@@ -124,7 +128,7 @@ def _scores(c: _Collected, like: xr.DataArray) -> tuple[dict[str, float], dict[s
 
 
 def validate(session: Session) -> ValidationResult:
-    """Predict the whole validation split and compute the diagnostics listed in the module docstring."""
+    """Predict the validation split (its ``training.val_days`` subsample) and compute the diagnostics listed in the module docstring."""
     cfg = session.cfg
     generator = session.bundle.generator
     was_training = generator.training
