@@ -214,7 +214,7 @@ def plot_overlays(out: Path, folders: Sequence[Path], summaries: Sequence[dict])
             for series in ("member 0", "ensemble mean") if ds is not None else ():
                 curves[f"{label} {series}"] = (ds["power"][k].values, ds["power"].sel(series=series).values)
         xlabel = "wavenumber (cycles/km)" if k == "wavenumber_per_km" else "wavenumber (cycles per grid length)"
-        save_figure(ef.psd_figure(curves, var, xlabel=xlabel), out / "psd.png")
+        save_figure(ef.psd_figure(curves, var, xlabel=xlabel, units=units), out / "psd.png")
     if any(q is not None for q in quants):
         ref = next(q for q in quants if q is not None)["quantile"]
         by_label = {label: q["quantile"].sel(series="member 0").values

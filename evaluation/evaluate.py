@@ -303,13 +303,21 @@ def plot_day_maps(folder: Path, run: LoadedRun, split: SplitData, truth: xr.Data
         x = split.predictors.isel(time=day).sel(channel=channel)
         stamp = str(truth["time"].values[day])[:10]
         fig = sample_figure(grid, np.asarray(x.values), map_grid_from_xarray(x), channel, truth.isel(time=day).values,
-                            pred.isel(time=day).values, title=f"{run.run_dir.name}: {which} day {stamp}", var=var,
-                            units=info.units, kind=info.kind)
+                            pred.isel(time=day).values, title=f"run {run.run_dir.name} ({run.checkpoint}, epoch "
+                            f"{run.epoch}), {split.label}: {which} day {stamp}", var=var, units=info.units,
+                            kind=info.kind)
         save_figure(fig, folder / f"maps_{which}_{stamp}.png")
 
 
+def _save(fig, path: Path, who: str) -> None:
+    """Save with ``who`` (run, checkpoint, epoch, split) as the figure's title."""
+    if who:
+        fig.suptitle(who, fontsize=9)
+    save_figure(fig, path)
+
+
 def plot_curves(folder: Path, var: str, report: EvaluationReport, members: int, baselines: dict,
-                units: str | None = None) -> None:
+                units: str | None = None, who: str = "") -> None:
     """psd.png (target, member 0, ensemble mean, baselines), rank_histogram.png and spread_skill.png (m >= 2)."""
     power = report.psd["power"]
     k_name = "wavenumber_per_km" if "wavenumber_per_km" in power.coords else "wavenumber"
@@ -318,18 +326,18 @@ def plot_curves(folder: Path, var: str, report: EvaluationReport, members: int, 
     for label, (_, rep, _) in baselines.items():
         bp = rep.psd["power"]
         curves[f"{label} member 0"] = (bp[k_name].values, bp.sel(series="member 0").values)
-    save_figure(ef.psd_figure(curves, var, xlabel=xlabel), folder / "psd.png")
+    _save(ef.psd_figure(curves, var, xlabel=xlabel, units=units), folder / "psd.png", who)
     if report.rank_histogram and members > 1:
         fig = ef.rank_histogram_figure(report.rank_histogram, title=f"{var} rank histogram ({members} members)")
-        save_figure(fig, folder / "rank_histogram.png")
+        _save(fig, folder / "rank_histogram.png", who)
     if report.spread_skill_bins.get("spread"):
         fig = ef.spread_skill_figure(report.spread_skill_bins["spread"], report.spread_skill_bins["rmse"], var,
                                      ratio=report.scores.get("spread_skill/ratio"), units=units)
-        save_figure(fig, folder / "spread_skill.png")
+        _save(fig, folder / "spread_skill.png", who)
 
 
 def plot_distributions(folder: Path, var: str, truth, pred, report: EvaluationReport, baselines: dict,
-                       baseline_preds: dict, units: str | None = None, kind: str | None = None) -> None:
+                       baseline_preds: dict, units: str | None = None, kind: str | None = None, who: str = "") -> None:
     """distributions.png: histograms of target / member 0 / ensemble mean (/ baselines' member 0) and QQ."""
     m = pred.sizes["member"]
     values = {"target": truth.values, "member 0": pred.isel(member=0).values}
@@ -340,28 +348,29 @@ def plot_distributions(folder: Path, var: str, truth, pred, report: EvaluationRe
     by_label = {s: q.sel(series=s).values for s in _curve_labels(m)}
     for label, (_, rep, _) in baselines.items():
         by_label[f"{label} member 0"] = rep.quantiles["quantile"].sel(series="member 0").values
-    fig = ef.distribution_figure(values, ef.histogram_bins(truth.values, var, kind=kind), q.sel(series="target").values,
-                                 by_label, var, units=units, kind=kind)
-    save_figure(fig, folder / "distributions.png")
+    bins = ef.histogram_bins(truth.values, var, kind=kind, units=units)
+    fig = ef.distribution_figure(values, bins, q.sel(series="target").values, by_label, var, units=units, kind=kind)
+    _save(fig, folder / "distributions.png", who)
 
 
 def plot_maps(folder: Path, var: str, report: EvaluationReport, grid, units: str | None = None,
-              kind: str | None = None) -> None:
+              kind: str | None = None, who: str = "") -> None:
     """index_bias_maps.png and rmse_maps.png (with their one-number scores)."""
     bias = {k: v.values for k, v in report.maps.items() if k.startswith("bias")}
     scalars = {k: v for k, v in report.scores.items() if k.startswith("bias") and v is not None}
-    save_figure(diagnostics_figure(bias, scalars, grid, var, ncols=len(bias) // 2 or 1, units=units, kind=kind),
-                folder / "index_bias_maps.png")
+    save_figure(diagnostics_figure(bias, scalars, grid, var, ncols=len(bias) // 2 or 1, units=units, kind=kind,
+                                   title=f"{who}: index biases" if who else ""), folder / "index_bias_maps.png")
     errors = {k: v.values for k, v in report.maps.items() if not k.startswith("bias")}
     keys = ("rmse/", "crps/", "wasserstein", "spread_skill/ratio", "ralsd/member0", "ralsd_rms/member0")
     scalars = {k: v for k, v in report.scores.items() if k.startswith(keys) and v is not None}
-    save_figure(diagnostics_figure(errors, scalars, grid, var, ncols=2, units=units, kind=kind),
-                folder / "rmse_maps.png")
+    save_figure(diagnostics_figure(errors, scalars, grid, var, ncols=3, units=units, kind=kind,
+                                   title=f"{who}: errors" if who else ""), folder / "rmse_maps.png")
 
 
 def make_plots(folder: Path, run: LoadedRun, split: SplitData, truth, pred, report, baselines, baseline_preds) -> None:
     info = run.target
     var, units, kind = info.name, info.units, info.kind
+    who = f"run {run.run_dir.name} ({run.checkpoint}, epoch {run.epoch}), {split.label}"
     if configure_cartopy_data() is None:
         LOG.warning("maps drawn without coastlines: %s holds no Natural Earth 50m files (unset it to use the "
                     "copy shipped with the package)", CARTOPY_DATA_ENV)
@@ -370,9 +379,9 @@ def make_plots(folder: Path, run: LoadedRun, split: SplitData, truth, pred, repo
         domain = run.cfg.data.domain if run.cfg.data.source == "cordex" else None
         grid = map_grid_from_xarray(truth, domain)
         plot_day_maps(folder, run, split, truth, pred, grid)
-        plot_maps(folder, var, report, grid, units, kind)
-    plot_curves(folder, var, report, pred.sizes["member"], baselines, units)
-    plot_distributions(folder, var, truth, pred, report, baselines, baseline_preds, units, kind)
+        plot_maps(folder, var, report, grid, units, kind, who)
+    plot_curves(folder, var, report, pred.sizes["member"], baselines, units, who)
+    plot_distributions(folder, var, truth, pred, report, baselines, baseline_preds, units, kind, who)
 
 
 # --- main ------------------------------------------------------------------------------------------------

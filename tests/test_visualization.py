@@ -313,7 +313,8 @@ def test_diagnostics_figure(map_data, tmp_path):
             "std_ratio": np.exp(rng.normal(0.0, 0.2, grid.shape))}
     fig = diagnostics_figure(diag, {"rmse": 1.25, "bias": -0.03}, grid, "pr",
                              {"target": (k, k ** -2.0), "prediction": (k, k ** -2.5)})
-    bias_ax, rmse_ax, ratio_ax, text_ax, psd_ax = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    bias_ax, rmse_ax, ratio_ax, psd_ax, text_ax = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert text_ax.get_title() == "scores" and psd_ax.get_title() == "pr power spectrum"
     bias = _mesh(bias_ax)
     assert bias.cmap.name.startswith("BrBG") and -bias.norm.vmin == bias.norm.vmax == np.abs(diag["bias"]).max()
     assert isinstance(_mesh(ratio_ax).norm, mcolors.LogNorm) and _mesh(rmse_ax).cmap.name.startswith("viridis")

@@ -324,13 +324,16 @@ def add_map_axes(fig, grid: MapGrid, *subplot_args):
 
 
 def plot_map(ax, field2d, grid: MapGrid, *, kind: str, vmin=None, vmax=None, title: str = "", cbar: bool = True,
-             cbar_label: str = "", cmap: str | None = None, set_extent: bool = True, features: bool = True):
+             cbar_label: str = "", cmap: str | None = None, set_extent: bool = True, features: bool = True,
+             gridlines: bool = True):
     """Draw a 2-D field ``(ny, nx)`` on its grid; returns ``ax``.
 
     ``ax`` is a cartopy GeoAxes (made with :func:`add_map_axes`, any projection) for geographic grids, any
     Axes for plain grids. ``kind``: ``"pr"`` (mm/day, LogNorm from 0.1, 'YlGnBu'), ``"tasmax"`` ('RdYlBu_r'),
     ``"diverging"`` (biases: 'RdBu_r', limits symmetric about 0; pass ``cmap="BrBG"`` for pr),
     ``"sequential"`` ('viridis'), ``"ratio"`` (log scale symmetric about 1). NaN cells are transparent.
+    ``gridlines``: dotted latitude/longitude lines labelled in degrees on the left and bottom edges
+    (:func:`add_gridlines`).
     """
     field = np.asarray(field2d, dtype=np.float64)
     if field.shape != grid.shape:
@@ -344,14 +347,35 @@ def plot_map(ax, field2d, grid: MapGrid, *, kind: str, vmin=None, vmax=None, tit
             ax.set_extent(grid.extent(), crs=grid.crs())
         if features:
             add_map_features(ax)
+        if gridlines:
+            add_gridlines(ax)
     else:
         mesh = ax.imshow(masked, origin="lower", cmap=cmap_obj, norm=norm, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
     if cbar:
-        ax.figure.colorbar(mesh, ax=ax, shrink=0.8, extend=extend, label=cbar_label)
+        bar = ax.figure.colorbar(mesh, ax=ax, shrink=0.8, extend=extend, label=cbar_label)
+        if isinstance(norm, mcolors.LogNorm):  # 0.5, 1, 2 rather than 10^-1 ... on log colour bars
+            from ml_benchmark_spategan.visualization.curves import plain_log_axis
+
+            plain_log_axis(bar.ax.yaxis)
     ax.set_title(title, fontsize=9)
     return ax
+
+
+def add_gridlines(ax):
+    """Dotted latitude/longitude lines on a GeoAxes, labelled (degrees N/E) on the left and bottom edges;
+    returns cartopy's Gridliner. Projections cartopy cannot label get the lines without labels."""
+    import cartopy.crs as ccrs
+
+    style = {"crs": ccrs.PlateCarree(), "linewidth": 0.4, "color": "0.35", "alpha": 0.7, "linestyle": ":"}
+    try:
+        gl = ax.gridlines(draw_labels={"left": "y", "bottom": "x"}, x_inline=False, y_inline=False,
+                          rotate_labels=False, **style)
+    except (TypeError, ValueError):
+        return ax.gridlines(draw_labels=False, **style)
+    gl.xlabel_style = gl.ylabel_style = {"size": 6}
+    return gl
 
 
 def draw_outline(ax, grid: MapGrid, **line_kwargs):
