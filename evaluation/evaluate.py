@@ -84,6 +84,7 @@ from ml_benchmark_spategan.utils.threads import apply_num_threads
 from ml_benchmark_spategan.visualization import evaluation_figures as ef
 from ml_benchmark_spategan.visualization.figures import diagnostics_figure, sample_figure
 from ml_benchmark_spategan.visualization.maps import CARTOPY_DATA_ENV, configure_cartopy_data, map_grid_from_xarray
+from ml_benchmark_spategan.visualization.run_report import write_report
 
 LOG = logging.getLogger("evaluate")
 #: Errors meaning bad input (exit status 2).
@@ -422,7 +423,7 @@ def evaluate(args: argparse.Namespace) -> int:
     write_summary(folder, summary, report, base_reports)
     if not args.no_plots:
         make_plots(folder, run, split, truth, pred.where(truth.notnull()), report, base_reports, base_preds)
-    LOG.info("evaluation written to %s", folder)
+    LOG.info("evaluation written to %s; report: %s", folder, write_report(run.run_dir))
     return 0
 
 

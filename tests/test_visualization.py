@@ -251,9 +251,11 @@ def test_sample_figure(domain, var, map_data, tmp_path):
     maps_axes = [ax for ax in fig.axes if hasattr(ax, "projection")]
     assert [ax.get_title() for ax in maps_axes] == [
         "predictor u_850", f"{var} target", f"{var} member 1", f"{var} member 2", f"{var} member 3",
-        f"{var} ensemble mean (n=4)", f"{var} ensemble spread (std)"]
-    # The spread panel shows the member std; target/members/mean share a colour scale.
+        f"{var} ensemble mean (n=4)", f"{var} ensemble mean - target", f"{var} ensemble spread (std)"]
+    # The spread panel shows the member std, the error panel mean - target; target/members/mean share a scale.
     np.testing.assert_allclose(_mesh(maps_axes[-1]).get_array().reshape(grid.shape), np.std(np.abs(members), axis=0))
+    np.testing.assert_allclose(_mesh(maps_axes[-2]).get_array().reshape(grid.shape),
+                               np.mean(np.abs(members), axis=0) - base)
     assert len({(_mesh(ax).norm.vmin, _mesh(ax).norm.vmax) for ax in maps_axes[1:6]}) == 1
     # The predictor panel covers the 2-degree predictor grid around the target domain.
     lon0, lon1, lat0, lat1 = maps_axes[0].get_extent(crs=ccrs.PlateCarree(central_longitude=180.0 if domain == "NZ" else 0))
@@ -316,7 +318,9 @@ def test_diagnostics_figure(map_data, tmp_path):
     bias_ax, rmse_ax, ratio_ax, psd_ax, text_ax = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
     assert text_ax.get_title() == "scores" and psd_ax.get_title() == "pr power spectrum"
     bias = _mesh(bias_ax)
-    assert bias.cmap.name.startswith("BrBG") and -bias.norm.vmin == bias.norm.vmax == np.abs(diag["bias"]).max()
+    assert bias.cmap.name.startswith("BrBG")
+    assert -bias.norm.vmin == bias.norm.vmax == pytest.approx(np.percentile(np.abs(diag["bias"]), 98))
+    assert bias.colorbar.extend == "both"  # the 2 % beyond saturate, with arrows
     assert isinstance(_mesh(ratio_ax).norm, mcolors.LogNorm) and _mesh(rmse_ax).cmap.name.startswith("viridis")
     assert "rmse: 1.25" in text_ax.texts[0].get_text()
     assert psd_ax.get_xscale() == psd_ax.get_yscale() == "log" and len(psd_ax.lines) == 2

@@ -149,9 +149,17 @@ def test_sample_figure_predictor_units():
     members = np.random.default_rng(3).gamma(0.6, 3.0, (3, *grid.shape))
     fig = _draw(sample_figure(grid, np.full((16, 16), 0.004), (pc["lat"], pc["lon"]), "q_850", members[0], members,
                               "run abc, epoch 2: validation day 1963-01-01", "pr", units="mm/day"))
-    pred_ax = _panels(fig)[0]
-    assert pred_ax.collections[0].colorbar.ax.get_ylabel() == "q_850 (kg/kg)"
+    panels = _panels(fig)
+    assert len(panels) == 8 and all(_has_content(ax) for ax in panels)  # 2 x 4, none empty
+    assert panels[0].collections[0].colorbar.ax.get_ylabel() == "q_850 (kg/kg)"
+    assert [ax.collections[0].colorbar.ax.get_ylabel() for ax in panels[1:]] == ["pr (mm/day)"] * 5 + [
+        "pr error (mm/day)", "pr std (mm/day)"]
     assert "epoch 2" in fig.get_suptitle()
+    for m, n_panels in ((1, 4), (2, 6)):  # fewer members: fewer panels, still no empty slot
+        fig = _draw(sample_figure(grid, np.zeros((16, 16)), (pc["lat"], pc["lon"]), "t_850", members[0], members[:m],
+                                  "x", "pr", units="mm/day"))
+        gs = _panels(fig)[0].get_subplotspec().get_gridspec()
+        assert len(_panels(fig)) == n_panels == gs.nrows * gs.ncols
 
 
 def test_bias_bars_one_panel_per_unit():

@@ -20,6 +20,7 @@ from ml_benchmark_spategan.visualization.figures import (
     sample_figure,
 )
 from ml_benchmark_spategan.visualization.maps import map_grid_from_xarray
+from ml_benchmark_spategan.visualization.run_report import write_report as _write_report
 
 SAMPLE_PREDICTOR = {"pr": "q_850", "tasmax": "t_850"}
 DIAGNOSTIC_KEYS = ("val/rmse", "val/bias_mean", "val/bias_q95", "val/bias_q98", "val/std_ratio", "val/corr",
@@ -90,6 +91,11 @@ def _numeric_keys(rows: list[dict], prefix: str) -> list[str]:
     for row in rows:
         keys.extend(k for k, v in row.items() if k.startswith(prefix) and isinstance(v, float) and k not in keys)
     return keys
+
+
+def write_report(session) -> Path:
+    """``report.html``: the run's page with every figure so far (see :mod:`.visualization.run_report`)."""
+    return _write_report(session.run_dir)
 
 
 def plot_history(session) -> None:

@@ -223,6 +223,7 @@ def fit(session: Session, stop: StopFlag | None = None, epoch_end: Sequence[Epoc
             _save_checkpoints(session, row, epoch)
             write_history(session.run_dir, session.history)
             artifacts.plot_history(session)
+            artifacts.write_report(session)
             for hook in epoch_end:
                 hook(session, row)
         distributed.barrier()

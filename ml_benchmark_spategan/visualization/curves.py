@@ -68,6 +68,8 @@ def plot_psd(ax, curves: Mapping[str, tuple], xlabel: str = "wavenumber (cycles/
         ax.plot(k[keep], power[keep], label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    if curves:
+        plain_log_axis(ax.xaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if "cycles/km" in xlabel:  # the same axis read as wavelength: 1 / k
@@ -100,6 +102,8 @@ def plot_qq(ax, quantiles_true, quantiles_pred_by_label: Mapping[str, Sequence[f
     if log:
         ax.set_xscale("log")
         ax.set_yscale("log")
+        plain_log_axis(ax.xaxis)
+        plain_log_axis(ax.yaxis)
     suffix = f" ({units})" if units else ""
     ax.set_xlabel(f"true quantile{suffix}")
     ax.set_ylabel(f"predicted quantile{suffix}")

@@ -42,6 +42,8 @@ DIAGNOSTIC_AXES = {
     "loss_l1": ("L1 loss", "dimensionless", None),
     "loss_mse": ("MSE loss", "dimensionless", None),
 }
+#: Diverging (bias) maps: colour limits at this percentile of |bias|; beyond it the colour saturates.
+BIAS_COLOUR_PERCENTILE = 98.0
 #: Indices that count days: their maps are labelled ``days`` whatever the variable's units.
 DAY_COUNT_INDICES = ("su", "cwd", "cdd")
 
@@ -77,7 +79,10 @@ def diagnostic_axis(name: str, units: str) -> tuple[str, float | None]:
 def sample_figure(grid: MapGrid, predictor2d, predictor_grid_latlon, predictor_name: str, target2d, members,
                   title: str = "", var: str = "pr", *, units: str | None = None, kind: str | None = None,
                   predictor_units: str | None = None) -> Figure:
-    """One sample: a predictor, the target, up to three members, ensemble mean and spread.
+    """One sample: a predictor, the target, up to three members, the ensemble mean, its error and the spread.
+
+    Panels (filling their rows): 3+ members: predictor, target, 3 members, mean, mean - target, spread;
+    2 members: predictor, target, 2 members, mean, spread; 1 member: predictor, target, member, error.
 
     ``predictor2d (16, 16)`` on ``predictor_grid_latlon`` (a lat/lon :class:`MapGrid` or a ``(lat, lon)``
     pair of 1-D degrees), drawn on the target's projection with the target domain outlined;
@@ -98,23 +103,34 @@ def sample_figure(grid: MapGrid, predictor2d, predictor_grid_latlon, predictor_n
     stacked = np.concatenate([target2d[None], members])
     lo, hi = np.nanmin(stacked), np.nanmax(stacked)
     vmin, vmax = (pr_log_vmin(units), hi) if kind == "pr" else (lo, hi)
-    fig = Figure(figsize=(16, 7.5), layout="constrained")
+    m = members.shape[0]
+    # plain mean/std: a masked cell is NaN in every member and stays NaN (nanmean would warn on it)
+    mean = np.mean(members, axis=0)
+    shared = [("target", target2d)] + [(f"member {i + 1}", f) for i, f in enumerate(members[:3])]
+    shared += [(f"ensemble mean (n={m})", mean)] if m > 1 else []
+    extra = []  # (title, field, map kind, colour-bar label): chosen so that the panels fill their rows
+    if m != 2:
+        extra.append(("ensemble mean - target", mean - target2d, "diverging", f"{var} error ({units})"))
+    if m > 1:
+        extra.append(("ensemble spread (std)", np.std(members, axis=0), "sequential", f"{var} std ({units})"))
+    n_panels = 1 + len(shared) + len(extra)
+    ncols = _columns(n_panels, 4)
+    nrows = math.ceil(n_panels / ncols)
+    fig = Figure(figsize=(4 * ncols, 3.75 * nrows), layout="constrained")
     fig.suptitle(title)
 
-    ax = add_map_axes(fig, grid if pgrid.is_geographic else pgrid, 2, 4, 1)
+    ax = add_map_axes(fig, grid if pgrid.is_geographic else pgrid, nrows, ncols, 1)
     plot_map(ax, predictor2d, pgrid, kind=_predictor_kind(predictor_name), title=f"predictor {predictor_name}",
              cbar_label=predictor_label(predictor_name, predictor_units))
     if grid.is_geographic:
         draw_outline(ax, grid)
-    panels = [("target", target2d)] + [(f"member {i + 1}", m) for i, m in enumerate(members[:3])]
-    # plain mean/std: a masked cell is NaN in every member and stays NaN (nanmean would warn on it)
-    panels.append((f"ensemble mean (n={members.shape[0]})", np.mean(members, axis=0)))
-    for index, (name, field) in enumerate(panels, start=2):
-        plot_map(add_map_axes(fig, grid, 2, 4, index), field, grid, kind=kind, vmin=vmin, vmax=vmax,
-                 title=f"{var} {name}", cbar_label=units)
-    spread = np.std(members, axis=0) if members.shape[0] > 1 else np.full(grid.shape, np.nan)
-    plot_map(add_map_axes(fig, grid, 2, 4, len(panels) + 2), spread, grid, kind="sequential",
-             title=f"{var} ensemble spread (std)", cbar_label=units)
+    for index, (name, field) in enumerate(shared, start=2):
+        plot_map(add_map_axes(fig, grid, nrows, ncols, index), field, grid, kind=kind, vmin=vmin, vmax=vmax,
+                 title=f"{var} {name}", cbar_label=f"{var} ({units})")
+    for index, (name, field, map_kind, label) in enumerate(extra, start=2 + len(shared)):
+        cmap = "BrBG" if map_kind == "diverging" and kind == "pr" else None
+        plot_map(add_map_axes(fig, grid, nrows, ncols, index), field, grid, kind=map_kind, cmap=cmap,
+                 title=f"{var} {name}", cbar_label=label)
     return fig
 
 
@@ -185,9 +201,11 @@ def diagnostics_history_figure(history: Mapping[str, Sequence[float]], epochs: S
 
 
 def _columns(n: int, preferred: int) -> int:
-    """Columns for ``n`` panels: ``preferred`` or fewer, leaving as few empty slots as possible."""
+    """Columns for ``n`` panels: from half of ``preferred`` up to ``preferred``, leaving as few empty slots
+    as possible (then the most columns)."""
     preferred = max(1, min(preferred, n))
-    return min(range(1, preferred + 1), key=lambda c: (math.ceil(n / c) * c - n, -c))
+    choices = range(max(1, math.ceil(preferred / 2)), preferred + 1)
+    return min(choices, key=lambda c: (math.ceil(n / c) * c - n, -c))
 
 
 def _diagnostic_kind(name: str, var: str, kind: str | None = None) -> tuple[str, str | None]:
@@ -211,6 +229,17 @@ def map_units_label(name: str, units: str) -> str:
     return f"{quantity} ({unit})" if unit else quantity
 
 
+def robust_half_range(field, percentile: float = BIAS_COLOUR_PERCENTILE) -> float | None:
+    """Half-width of a diverging colour scale: the ``percentile`` of |field| (finite cells), so that a few
+    extreme cells (e.g. a model's border artefacts) saturate, with arrows, instead of washing out the map."""
+    values = np.abs(np.asarray(field, dtype=np.float64))
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return None
+    half = float(np.percentile(values, percentile))
+    return half if half > 0 else (float(values.max()) or None)
+
+
 def _scalars_panel(ax, scalars: Mapping[str, float]):
     ax.axis("off")
     lines = [f"{name}: {value:.4g}" for name, value in scalars.items()]
@@ -227,7 +256,8 @@ def diagnostics_figure(diag_maps: Mapping[str, np.ndarray], scalars: Mapping[str
     """Diagnostic maps on ``grid`` plus a score table and an optional PSD panel; no empty panel.
 
     ``diag_maps[name] (ny, nx)``: names containing "bias" use a diverging scale centred at 0 ('BrBG' for pr),
-    names containing "ratio" a log scale centred at 1, the rest (RMSE, ...) a sequential scale.
+    names containing "ratio" a log scale centred at 1, the rest (RMSE, ...) a sequential scale. Bias limits
+    are the 98th percentile of |bias| (:func:`robust_half_range`; the colour bar's arrows show values beyond).
     ``scalars``: domain-wide scores listed as text; ``psd[label] = (wavenumber, power)``. ``units`` (default:
     the CORDEX units of ``var``) label the colour bars (see :func:`map_units_label`: ratios ``1``, day
     counts ``days``); ``kind`` as in :func:`sample_figure`; ``title``: the figure's title (say which run and
@@ -246,7 +276,8 @@ def diagnostics_figure(diag_maps: Mapping[str, np.ndarray], scalars: Mapping[str
     for slot, (name, field) in zip(slots, diag_maps.items(), strict=False):
         map_kind, cmap = _diagnostic_kind(name, var, kind)
         ax = fig.add_subplot(slot, projection=grid.crs())
-        plot_map(ax, field, grid, kind=map_kind, cmap=cmap, title=f"{var} {name}",
+        half = robust_half_range(field) if map_kind == "diverging" else None
+        plot_map(ax, field, grid, kind=map_kind, cmap=cmap, title=f"{var} {name}", vmin=half and -half, vmax=half,
                  cbar_label=map_units_label(name, units))
     if psd is not None:
         ax = fig.add_subplot(slots[len(diag_maps)])

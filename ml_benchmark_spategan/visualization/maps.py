@@ -339,6 +339,10 @@ def plot_map(ax, field2d, grid: MapGrid, *, kind: str, vmin=None, vmax=None, tit
     if field.shape != grid.shape:
         raise ValueError(f"plot_map {title!r}: field has shape {field.shape}, grid expects (ny, nx) = {grid.shape}")
     field, cmap_obj, norm, extend = colour_scale(field, kind, vmin, vmax, cmap)
+    if extend == "neither":  # values beyond given limits: arrows on the colour bar
+        lo, hi = _finite_range(field)
+        extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+            (lo < norm.vmin, hi > norm.vmax), "neither")
     masked = np.ma.masked_invalid(field)
     if grid.is_geographic:
         xe, ye = grid.edges()
