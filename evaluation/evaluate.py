@@ -33,7 +33,12 @@ Outputs:
   target, the run and the baselines), ``quantiles.nc`` (for QQ plots) and the PNGs: ``maps_<day>.png``
   (target, 3 members, ensemble mean for the wettest/hottest, the median and the first day by domain
   mean), ``index_bias_maps.png``, ``rmse_maps.png``, ``psd.png``, ``distributions.png`` (histograms and
-  QQ), ``rank_histogram.png``, ``spread_skill.png`` (the last two need >= 2 members).
+  QQ), ``rank_histogram.png``, ``spread_skill.png`` (the last two need >= 2 members); each figure's title
+  names the run, checkpoint, epoch and split;
+* ``<run>/report.html`` rewritten with this evaluation's scores and figures
+  (:mod:`ml_benchmark_spategan.visualization.run_report`).
+
+Prediction and scoring show progress with an ETA (a bar on a terminal, log lines every 10 % otherwise).
 
 Baselines (``--baseline``, e.g. a bilinear run) are predicted the same way on the same days; they must
 share the domain and variable. Maps draw coastlines from the Natural Earth files shipped with the
