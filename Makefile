@@ -12,17 +12,18 @@ DEMO_ROOT ?= data/cordex
 DEMO_YEARS ?= 3
 DEMO_MARKER := $(DEMO_ROOT)/.demo_$(DEMO_DOMAIN)_$(DEMO_YEARS)y.ok
 RUN_ROOT ?= runs
-# Offline Natural Earth coastlines for the maps (beside this checkout in our workplace; otherwise maps are
-# drawn without coastlines, with a warning). Point it at any cartopy data folder.
-export ML_BENCH_CARTOPY_DATA ?= $(wildcard $(CURDIR)/../shared/cartopy_data)
-# The demo: a small SpaGAN, 3 short epochs on CPU (minutes). Real experiments use config.yml as it is.
+# The demo: a small SpaGAN, 3 short epochs on CPU, validated during training on 32 days spread over the
+# validation year (training.val_days; the final evaluation scores the whole year; sample maps at the last
+# epoch only), then the interpolation baseline (bilinear: no training) and the evaluation of the GAN
+# against it on the same days. Real experiments use config.yml as it is.
 DEMO_SET ?= --set data.root=$(DEMO_ROOT) --set data.domain=$(DEMO_DOMAIN) \
 	--set 'data.train_years=[1961-1962]' --set 'data.val_years=[1963]' \
 	--set model.generator.filters=32 --set 'model.generator.upsample_channels=[32,32,16]' \
 	--set 'model.discriminator.hr_channels=[16,32,32,32,16]' --set 'model.discriminator.lr_channels=[32,32]' \
 	--set training.epochs=3 --set training.batch_size=8 --set training.max_steps_per_epoch=20 \
-	--set training.schedule.warmup_epochs=1 --set training.val_members=3 --set run.root=$(RUN_ROOT) \
-	--set device=cpu
+	--set training.schedule.warmup_epochs=1 --set training.val_members=3 --set training.val_days=32 \
+	--set logging.plot_every_epochs=0 --set run.root=$(RUN_ROOT) --set device=cpu
+DEMO_MEMBERS ?= 3
 
 .PHONY: venv data run test lint clean-venv
 
@@ -45,8 +46,11 @@ run: $(VENV)/.installed $(DEMO_MARKER)
 	@set -euo pipefail; \
 	$(PY) training_v2.py --config config.yml $(DEMO_SET) | tee $(VENV)/last_run.log; \
 	run_dir=$$(sed -n 's/^run folder: //p' $(VENV)/last_run.log | tail -n 1); \
-	$(PY) evaluation/evaluate.py "$$run_dir" --split val --members 3; \
-	echo "run folder: $$run_dir"
+	$(PY) training_v2.py --config config.yml $(DEMO_SET) --set model.name=bilinear --set run.name=bilinear \
+		| tee $(VENV)/last_baseline.log; \
+	base_dir=$$(sed -n 's/^run folder: //p' $(VENV)/last_baseline.log | tail -n 1); \
+	$(PY) evaluation/evaluate.py "$$run_dir" --split val --members $(DEMO_MEMBERS) --baseline "$$base_dir"; \
+	echo; $(PY) -m ml_benchmark_spategan.visualization.run_report "$$run_dir" --split val
 
 # The dashboard's browser test drives headless Chromium; install Debian's when absent (else it is skipped).
 test: $(VENV)/.installed

@@ -12,11 +12,12 @@ A run without that summary is an error unless ``--evaluate`` is given, which run
 (without plots). Runs must share the data source, domain and target variable: otherwise a clear error
 names both runs and nothing is written.
 
-Writes to ``--out`` (default ``comparisons/<YYYYmmdd_HHMMSS>/``): ``comparison.md`` / ``comparison.csv``
+Writes to ``--out`` (default ``<runs root>/comparisons/<YYYYmmdd_HHMMSS>/``, the runs root being the folder
+holding the first run, e.g. ``runs/comparisons/...``): ``comparison.md`` / ``comparison.csv``
 (one row per score, one column per run, labelled ``<run id> (<checkpoint file>, epoch N)``, preceded by
 the runs' facts), ``comparison.json`` (facts and scores per run), ``psd.png`` (target and each run's
 member 0 / ensemble mean spectra), ``qq.png`` (member 0 quantiles against the truth's) and
-``bias_bars.png`` (index biases of member 0).
+``bias_bars.png`` (index biases of member 0; one panel per unit, e.g. mm/day and days).
 
 Exit status: 0 success; 2 bad arguments, missing runs or summaries, or runs that cannot be compared.
 """
@@ -37,7 +38,8 @@ import xarray as xr
 
 from ml_benchmark_spategan import cordex
 from ml_benchmark_spategan.config.loader import load_config
-from ml_benchmark_spategan.evaluation.report import evaluation_label
+from ml_benchmark_spategan.evaluation.report import evaluation_label, index_units
+from ml_benchmark_spategan.utils.progress import track
 from ml_benchmark_spategan.visualization import evaluation_figures as ef
 
 LOG = logging.getLogger("compare")
@@ -62,7 +64,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--members", type=int, default=10, help="members for --evaluate (default %(default)s)")
     p.add_argument("--device", default="auto", help="device for --evaluate (default %(default)s)")
     p.add_argument("--data-root", default=None, help="data root for --evaluate (default: each run's data.root)")
-    p.add_argument("--out", default=None, help="output folder (default comparisons/<timestamp>/)")
+    p.add_argument("--out", default=None, help="output folder (default: <folder of the first run>/comparisons/<timestamp>/, "
+                        "e.g. runs/comparisons/...)")
     return p.parse_args(argv)
 
 
@@ -211,7 +214,7 @@ def plot_overlays(out: Path, folders: Sequence[Path], summaries: Sequence[dict])
             for series in ("member 0", "ensemble mean") if ds is not None else ():
                 curves[f"{label} {series}"] = (ds["power"][k].values, ds["power"].sel(series=series).values)
         xlabel = "wavenumber (cycles/km)" if k == "wavenumber_per_km" else "wavenumber (cycles per grid length)"
-        save_figure(ef.psd_figure(curves, var, xlabel=xlabel), out / "psd.png")
+        save_figure(ef.psd_figure(curves, var, xlabel=xlabel, units=units), out / "psd.png")
     if any(q is not None for q in quants):
         ref = next(q for q in quants if q is not None)["quantile"]
         by_label = {label: q["quantile"].sel(series="member 0").values
@@ -222,16 +225,22 @@ def plot_overlays(out: Path, folders: Sequence[Path], summaries: Sequence[dict])
                     if k.startswith("bias_") and k.endswith("/member0") and v is not None}
             for label, s in zip(labels, summaries, strict=True)}
     if any(bars.values()):
-        save_figure(ef.bars_figure(bars, ylabel="spatial mean abs(bias)", title=f"{var} index biases (member 0)"),
-                    out / "bias_bars.png")
+        units_by_index = {k: index_units(k, units) for values in bars.values() for k in values}
+        save_figure(ef.bars_figure(bars, ylabel="spatial mean |bias|", title=f"{var} index biases (member 0)",
+                                   units=units_by_index), out / "bias_bars.png")
+
+
+def default_out(runs: Sequence[str | Path]) -> Path:
+    """``<runs root>/comparisons/<YYYYmmdd_HHMMSS>``: beside the runs (``runs/comparisons/...``), not in the CWD."""
+    return Path(runs[0]).resolve().parent / "comparisons" / datetime.now().strftime("%Y%m%d_%H%M%S")
 
 
 def compare(args: argparse.Namespace) -> Path:
     check_comparable([run_facts(run) for run in args.runs])  # before anything is evaluated or written
-    loaded = [load_summary(run, args) for run in args.runs]
+    loaded = [load_summary(run, args) for run in track(args.runs, "summaries", unit="runs")]
     folders, summaries = [f for f, _ in loaded], [s for _, s in loaded]
     check_comparable([s["run"] for s in summaries])
-    out = Path(args.out) if args.out else Path("comparisons") / datetime.now().strftime("%Y%m%d_%H%M%S")
+    out = Path(args.out) if args.out else default_out(args.runs)
     out.mkdir(parents=True, exist_ok=True)
     split_label = summaries[0]["run"].get("label", args.split)
     write_tables(out, summaries, split_label)

@@ -33,11 +33,16 @@ Outputs:
   target, the run and the baselines), ``quantiles.nc`` (for QQ plots) and the PNGs: ``maps_<day>.png``
   (target, 3 members, ensemble mean for the wettest/hottest, the median and the first day by domain
   mean), ``index_bias_maps.png``, ``rmse_maps.png``, ``psd.png``, ``distributions.png`` (histograms and
-  QQ), ``rank_histogram.png``, ``spread_skill.png`` (the last two need >= 2 members).
+  QQ), ``rank_histogram.png``, ``spread_skill.png`` (the last two need >= 2 members); each figure's title
+  names the run, checkpoint, epoch and split;
+* ``<run>/report.html`` rewritten with this evaluation's scores and figures
+  (:mod:`ml_benchmark_spategan.visualization.run_report`).
+
+Prediction and scoring show progress with an ETA (a bar on a terminal, log lines every 10 % otherwise).
 
 Baselines (``--baseline``, e.g. a bilinear run) are predicted the same way on the same days; they must
-share the domain and variable. Maps draw coastlines when Natural Earth files are found offline
-(``ML_BENCH_CARTOPY_DATA``), otherwise without, with one warning.
+share the domain and variable. Maps draw coastlines from the Natural Earth files shipped with the
+package (offline; ``ML_BENCH_CARTOPY_DATA`` overrides).
 
 Exit status: 0 success; 1 predictions written but not scored (no truth); 2 bad arguments, run folder,
 checkpoint or data (nothing written).
@@ -85,7 +90,8 @@ from ml_benchmark_spategan.training.rundir import RunDirError, resolve_device
 from ml_benchmark_spategan.utils.threads import apply_num_threads
 from ml_benchmark_spategan.visualization import evaluation_figures as ef
 from ml_benchmark_spategan.visualization.figures import diagnostics_figure, sample_figure
-from ml_benchmark_spategan.visualization.maps import configure_cartopy_data, map_grid_from_xarray
+from ml_benchmark_spategan.visualization.maps import CARTOPY_DATA_ENV, configure_cartopy_data, map_grid_from_xarray
+from ml_benchmark_spategan.visualization.run_report import write_report
 
 LOG = logging.getLogger("evaluate")
 #: Errors meaning bad input (exit status 2).
@@ -213,9 +219,10 @@ def _test_split(run: LoadedRun, data_cfg, period: str, kind: str, gcm: str | Non
 
 # --- prediction ------------------------------------------------------------------------------------------
 def predict(run: LoadedRun, split: SplitData, members: int, batch_size: int) -> tuple[xr.DataArray, float]:
-    """(member, time, row, col) ensemble in physical units and the seconds it took."""
+    """(member, time, row, col) ensemble in physical units and the seconds it took (with progress and ETA)."""
     start = time.perf_counter()
-    pred = predict_ensemble(run, split.predictors, split.grid, members, batch_size, orography=split.orography)
+    pred = predict_ensemble(run, split.predictors, split.grid, members, batch_size, orography=split.orography,
+                            progress=f"predicting {run.run_dir.name} {split.label}")
     return pred, time.perf_counter() - start
 
 
@@ -307,13 +314,21 @@ def plot_day_maps(folder: Path, run: LoadedRun, split: SplitData, truth: xr.Data
         x = split.predictors.isel(time=day).sel(channel=channel)
         stamp = str(truth["time"].values[day])[:10]
         fig = sample_figure(grid, np.asarray(x.values), map_grid_from_xarray(x), channel, truth.isel(time=day).values,
-                            pred.isel(time=day).values, title=f"{run.run_dir.name}: {which} day {stamp}", var=var,
-                            units=info.units, kind=info.kind)
+                            pred.isel(time=day).values, title=f"run {run.run_dir.name} ({run.checkpoint}, epoch "
+                            f"{run.epoch}), {split.label}: {which} day {stamp}", var=var, units=info.units,
+                            kind=info.kind)
         save_figure(fig, folder / f"maps_{which}_{stamp}.png")
 
 
+def _save(fig, path: Path, who: str) -> None:
+    """Save with ``who`` (run, checkpoint, epoch, split) as the figure's title."""
+    if who:
+        fig.suptitle(who, fontsize=9)
+    save_figure(fig, path)
+
+
 def plot_curves(folder: Path, var: str, report: EvaluationReport, members: int, baselines: dict,
-                units: str | None = None) -> None:
+                units: str | None = None, who: str = "") -> None:
     """psd.png (target, member 0, ensemble mean, baselines), rank_histogram.png and spread_skill.png (m >= 2)."""
     power = report.psd["power"]
     k_name = "wavenumber_per_km" if "wavenumber_per_km" in power.coords else "wavenumber"
@@ -322,18 +337,18 @@ def plot_curves(folder: Path, var: str, report: EvaluationReport, members: int, 
     for label, (_, rep, _) in baselines.items():
         bp = rep.psd["power"]
         curves[f"{label} member 0"] = (bp[k_name].values, bp.sel(series="member 0").values)
-    save_figure(ef.psd_figure(curves, var, xlabel=xlabel), folder / "psd.png")
+    _save(ef.psd_figure(curves, var, xlabel=xlabel, units=units), folder / "psd.png", who)
     if report.rank_histogram and members > 1:
         fig = ef.rank_histogram_figure(report.rank_histogram, title=f"{var} rank histogram ({members} members)")
-        save_figure(fig, folder / "rank_histogram.png")
+        _save(fig, folder / "rank_histogram.png", who)
     if report.spread_skill_bins.get("spread"):
         fig = ef.spread_skill_figure(report.spread_skill_bins["spread"], report.spread_skill_bins["rmse"], var,
                                      ratio=report.scores.get("spread_skill/ratio"), units=units)
-        save_figure(fig, folder / "spread_skill.png")
+        _save(fig, folder / "spread_skill.png", who)
 
 
 def plot_distributions(folder: Path, var: str, truth, pred, report: EvaluationReport, baselines: dict,
-                       baseline_preds: dict, units: str | None = None, kind: str | None = None) -> None:
+                       baseline_preds: dict, units: str | None = None, kind: str | None = None, who: str = "") -> None:
     """distributions.png: histograms of target / member 0 / ensemble mean (/ baselines' member 0) and QQ."""
     m = pred.sizes["member"]
     values = {"target": truth.values, "member 0": pred.isel(member=0).values}
@@ -344,38 +359,40 @@ def plot_distributions(folder: Path, var: str, truth, pred, report: EvaluationRe
     by_label = {s: q.sel(series=s).values for s in _curve_labels(m)}
     for label, (_, rep, _) in baselines.items():
         by_label[f"{label} member 0"] = rep.quantiles["quantile"].sel(series="member 0").values
-    fig = ef.distribution_figure(values, ef.histogram_bins(truth.values, var, kind=kind), q.sel(series="target").values,
-                                 by_label, var, units=units, kind=kind)
-    save_figure(fig, folder / "distributions.png")
+    bins = ef.histogram_bins(truth.values, var, kind=kind, units=units)
+    fig = ef.distribution_figure(values, bins, q.sel(series="target").values, by_label, var, units=units, kind=kind)
+    _save(fig, folder / "distributions.png", who)
 
 
 def plot_maps(folder: Path, var: str, report: EvaluationReport, grid, units: str | None = None,
-              kind: str | None = None) -> None:
+              kind: str | None = None, who: str = "") -> None:
     """index_bias_maps.png and rmse_maps.png (with their one-number scores)."""
     bias = {k: v.values for k, v in report.maps.items() if k.startswith("bias")}
     scalars = {k: v for k, v in report.scores.items() if k.startswith("bias") and v is not None}
-    save_figure(diagnostics_figure(bias, scalars, grid, var, ncols=len(bias) // 2 or 1, units=units, kind=kind),
-                folder / "index_bias_maps.png")
+    save_figure(diagnostics_figure(bias, scalars, grid, var, ncols=len(bias) // 2 or 1, units=units, kind=kind,
+                                   title=f"{who}: index biases" if who else ""), folder / "index_bias_maps.png")
     errors = {k: v.values for k, v in report.maps.items() if not k.startswith("bias")}
     keys = ("rmse/", "crps/", "wasserstein", "spread_skill/ratio", "ralsd/member0", "ralsd_rms/member0")
     scalars = {k: v for k, v in report.scores.items() if k.startswith(keys) and v is not None}
-    save_figure(diagnostics_figure(errors, scalars, grid, var, ncols=2, units=units, kind=kind),
-                folder / "rmse_maps.png")
+    save_figure(diagnostics_figure(errors, scalars, grid, var, ncols=3, units=units, kind=kind,
+                                   title=f"{who}: errors" if who else ""), folder / "rmse_maps.png")
 
 
 def make_plots(folder: Path, run: LoadedRun, split: SplitData, truth, pred, report, baselines, baseline_preds) -> None:
     info = run.target
     var, units, kind = info.name, info.units, info.kind
+    who = f"run {run.run_dir.name} ({run.checkpoint}, epoch {run.epoch}), {split.label}"
     if configure_cartopy_data() is None:
-        LOG.warning("maps drawn without coastlines: no offline Natural Earth files (set ML_BENCH_CARTOPY_DATA)")
+        LOG.warning("maps drawn without coastlines: %s holds no Natural Earth 50m files (unset it to use the "
+                    "copy shipped with the package)", CARTOPY_DATA_ENV)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="map drawn without coastlines", category=UserWarning)
         domain = run.cfg.data.domain if run.cfg.data.source == "cordex" else None
         grid = map_grid_from_xarray(truth, domain)
         plot_day_maps(folder, run, split, truth, pred, grid)
-        plot_maps(folder, var, report, grid, units, kind)
-    plot_curves(folder, var, report, pred.sizes["member"], baselines, units)
-    plot_distributions(folder, var, truth, pred, report, baselines, baseline_preds, units, kind)
+        plot_maps(folder, var, report, grid, units, kind, who)
+    plot_curves(folder, var, report, pred.sizes["member"], baselines, units, who)
+    plot_distributions(folder, var, truth, pred, report, baselines, baseline_preds, units, kind, who)
 
 
 # --- main ------------------------------------------------------------------------------------------------
@@ -407,7 +424,8 @@ def _predict_and_score(run: LoadedRun, baselines: list[LoadedRun], split: SplitD
     info, dx_km, benchmark = run.target, _dx_km(run), run.cfg.data.source == "cordex"
     truth = split.truth.load()
     start = time.perf_counter()
-    report = compute_report(truth, pred, info.name, dx_km, info=info, benchmark=benchmark)
+    report = compute_report(truth, pred, info.name, dx_km, info=info, benchmark=benchmark,
+                            progress=f"scoring {run.run_dir.name}")
     facts = run_facts(run, args, split, pred, seconds, pred_file)
     facts["scoring_seconds"] = round(time.perf_counter() - start, 3)
     base_reports, base_preds = {}, {}
@@ -415,13 +433,13 @@ def _predict_and_score(run: LoadedRun, baselines: list[LoadedRun], split: SplitD
         label = baseline_label(base)
         base_preds[label], sec = predict(base, split, args.members, args.batch_size)
         base_reports[label] = (base, compute_report(truth, base_preds[label], info.name, dx_km, full=False, info=info,
-                                                    benchmark=benchmark), sec)
+                                                    benchmark=benchmark, progress=f"scoring {label}"), sec)
     folder.mkdir(parents=True, exist_ok=True)
     summary = build_summary(facts, report, base_reports)
     write_summary(folder, summary, report, base_reports)
     if not args.no_plots:
         make_plots(folder, run, split, truth, pred.where(truth.notnull()), report, base_reports, base_preds)
-    LOG.info("evaluation written to %s", folder)
+    LOG.info("evaluation written to %s; report: %s", folder, write_report(run.run_dir))
     return 0
 
 

@@ -26,6 +26,7 @@ from ml_benchmark_spategan.model.registry import ModelBundle
 from ml_benchmark_spategan.training.checkpoint import CheckpointError, load_checkpoint
 from ml_benchmark_spategan.training.session import build_models
 from ml_benchmark_spategan.utils.memory import keep_freed_memory
+from ml_benchmark_spategan.utils.progress import track
 from ml_benchmark_spategan.variables import VariableInfo, default_info
 
 
@@ -101,19 +102,21 @@ def _static(run: LoadedRun, orography: xr.DataArray | None) -> torch.Tensor | No
 
 @torch.inference_mode()
 def predict_array(run: LoadedRun, x_norm: np.ndarray, members: int, batch_size: int,
-                  static_hr: torch.Tensor | None, doy: np.ndarray | None = None) -> np.ndarray:
+                  static_hr: torch.Tensor | None, doy: np.ndarray | None = None, progress: str = "") -> np.ndarray:
     """Normalised predictors (T, C, h, w) -> physical ensemble (members, T, H, W) float32.
 
     ``doy`` (T,) day of year, for generators that take it (:func:`~.model.baselines.sample_members`).
     All members of a batch of days come from one forward pass; the output is allocated once and each
     batch is copied straight into its slice (no per-batch host arrays); freed memory is kept for reuse
-    (:func:`~.utils.memory.keep_freed_memory`), so batches do not page-fault their buffers in again."""
+    (:func:`~.utils.memory.keep_freed_memory`), so batches do not page-fault their buffers in again.
+    ``progress``: a description shows progress with an ETA (:mod:`.utils.progress`); empty = none."""
     keep_freed_memory()
     generator = run.bundle.generator.eval()
     inverse = TorchNormalizer.from_normalizer(run.normalizers.target, device=run.device)
     out = np.empty((members, x_norm.shape[0], *run.geometry["out_shape"]), dtype=np.float32)
     out_t = torch.from_numpy(out)  # shares memory with ``out``
-    for start in range(0, x_norm.shape[0], batch_size):
+    starts = range(0, x_norm.shape[0], batch_size)
+    for start in track(starts, progress, unit="batches", enabled=bool(progress)):
         x = torch.from_numpy(x_norm[start:start + batch_size]).to(run.device)
         day = None if doy is None else torch.from_numpy(np.asarray(doy[start:start + batch_size])).to(run.device)
         samples = sample_members(generator, x, members, static_hr, day)  # (B, M, H, W), normalised
@@ -123,18 +126,19 @@ def predict_array(run: LoadedRun, x_norm: np.ndarray, members: int, batch_size: 
 
 
 def predict_ensemble(run: LoadedRun, predictors: xr.DataArray, target_like: xr.DataArray, members: int,
-                     batch_size: int = 64, orography: xr.DataArray | None = None) -> xr.DataArray:
+                     batch_size: int = 64, orography: xr.DataArray | None = None, progress: str = "") -> xr.DataArray:
     """Ensemble prediction ``(member, time, row, col)`` in physical units.
 
     ``predictors``: (time, channel, lat, lon) in the run's channel order; ``target_like``: any DataArray
-    on the target grid (its spatial coordinates, including 2-D lat/lon, are copied exactly).
+    on the target grid (its spatial coordinates, including 2-D lat/lon, are copied exactly). ``progress``:
+    as in :func:`predict_array`.
     """
     names = list(run.geometry["predictor_names"])
     if [str(c) for c in predictors["channel"].values] != names:
         raise CheckpointError(f"predictor channels {list(predictors['channel'].values)} differ from the run's {names}")
     x_norm = run.normalizers.predictors.transform(predictors).values.astype(np.float32)
     doy = np.asarray(predictors["time"].dt.dayofyear.values, dtype=np.int64)
-    values = predict_array(run, x_norm, members, batch_size, _static(run, orography), doy)
+    values = predict_array(run, x_norm, members, batch_size, _static(run, orography), doy, progress)
     if run.mask is not None and not bool(run.mask.all()):
         values[..., ~run.mask.values] = np.nan  # in place: cells never valid in training
     row, col = target_like.dims[-2:]

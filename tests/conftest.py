@@ -3,7 +3,6 @@ synthetic generator exists, session-scoped CORDEX-layout domains (2 years each).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,20 +69,6 @@ def byo_config(pred: Sequence[str | Path], target: str | Path, *, train_years=()
     return DataConfig(source="files", target_variable=target_variable, train_years=tuple(train_years),
                       val_years=tuple(val_years), use_orography=bool(orography), files=files,
                       loader=LoaderConfig(**loader))
-
-
-_CARTOPY_DATA = Path(__file__).resolve().parents[2] / "shared" / "cartopy_data"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def offline_map_data():
-    """Maps in tests use the offline Natural Earth files beside the checkout (drawn without them if absent)."""
-    if _CARTOPY_DATA.is_dir() and "ML_BENCH_CARTOPY_DATA" not in os.environ:
-        os.environ["ML_BENCH_CARTOPY_DATA"] = str(_CARTOPY_DATA)
-        yield
-        os.environ.pop("ML_BENCH_CARTOPY_DATA", None)
-    else:
-        yield
 
 
 @pytest.fixture(scope="session")

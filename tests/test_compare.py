@@ -9,6 +9,8 @@ import shutil
 import pytest
 from test_evaluate import assert_not_blank, build_runs, load_script
 
+from ml_benchmark_spategan.visualization.evaluation_figures import bars_figure as BARS
+
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
@@ -39,6 +41,25 @@ def test_compare_two_runs(runs, tmp_path):
     assert runs.gan.name in markdown and runs.bilinear.name in markdown and "| rmse/ensemble_mean |" in markdown
     for name in ("psd.png", "qq.png", "bias_bars.png"):
         assert_not_blank(out / name)
+
+
+def test_compare_default_out_beside_the_runs_with_bias_panels_per_unit(runs, tmp_path, monkeypatch):
+    """Without --out the comparison goes to <runs root>/comparisons/<timestamp>/, never into the CWD; the
+    index-bias bars put mm/day and days (CWD) on separate, labelled axes."""
+    cli = load_script("compare")
+    monkeypatch.chdir(tmp_path)
+    root = runs.gan.parent / "comparisons"
+    before = set(root.iterdir()) if root.is_dir() else set()
+    captured = {}
+    monkeypatch.setattr(cli.ef, "bars_figure", lambda *a, **k: captured.setdefault("fig", BARS(*a, **k)))
+    assert cli.main([str(runs.gan), str(runs.bilinear), "--split", "test"]) == 0
+    new = set(root.iterdir()) - before
+    assert len(new) == 1 and (new.pop() / "bias_bars.png").is_file()
+    assert list(tmp_path.iterdir()) == []
+    axes = captured["fig"].axes
+    assert [ax.get_ylabel() for ax in axes] == ["spatial mean |bias| (mm/day)", "spatial mean |bias| (days)"]
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["cwd"]
+    assert {t.get_text() for t in axes[0].get_xticklabels()} == {"mean", "sdii", "rx1day"}
 
 
 def test_compare_refuses_different_variables(runs, tmp_path, capsys):

@@ -30,7 +30,7 @@ from ml_benchmark_spategan.dataloader import (
     select_years,
     split_data,
 )
-from ml_benchmark_spategan.dataloader.split import format_years
+from ml_benchmark_spategan.dataloader.split import format_years, subsample_days
 from ml_benchmark_spategan.dataloader.torch_bridge import TorchNormalizer, make_eval_loader
 
 
@@ -195,6 +195,21 @@ def test_error_empty_split_and_years_outside(byo_files):
         split_data(data, byo_config([pred], target))
     with pytest.raises(DataError, match="overlap in 1991"):
         split_data(data, byo_config([pred], target, train_years=["1990-1991"], val_years=["1991-1992"]))
+
+
+def test_subsample_days_fixed_and_evenly_spaced(byo_files):
+    """training.val_days: the same evenly spaced days every time, first and last included; 0 = all."""
+    pred, target = byo_files
+    cfg = byo_config([pred], target, train_years=["1990-1991"], val_years=["1992"])
+    _, val = split_data(open_training_data(cfg), cfg)
+    n = val.predictors.sizes["time"]
+    sub = subsample_days(val, 7)
+    expected = [round(i * (n - 1) / 6) for i in range(7)]
+    np.testing.assert_array_equal(sub.predictors["time"].values, val.predictors["time"].values[expected])
+    np.testing.assert_array_equal(sub.target["time"].values, val.target["time"].values[expected])
+    np.testing.assert_array_equal(sub.target.values, val.target.values[expected])
+    np.testing.assert_array_equal(sub.valid_count.values, val.valid_count.values[expected])
+    assert subsample_days(val, 0) is val and subsample_days(val, n + 5) is val
 
 
 def test_error_corrupt_file(tmp_path, byo_files):

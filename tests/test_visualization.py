@@ -251,9 +251,11 @@ def test_sample_figure(domain, var, map_data, tmp_path):
     maps_axes = [ax for ax in fig.axes if hasattr(ax, "projection")]
     assert [ax.get_title() for ax in maps_axes] == [
         "predictor u_850", f"{var} target", f"{var} member 1", f"{var} member 2", f"{var} member 3",
-        f"{var} ensemble mean (n=4)", f"{var} ensemble spread (std)"]
-    # The spread panel shows the member std; target/members/mean share a colour scale.
+        f"{var} ensemble mean (n=4)", f"{var} ensemble mean - target", f"{var} ensemble spread (std)"]
+    # The spread panel shows the member std, the error panel mean - target; target/members/mean share a scale.
     np.testing.assert_allclose(_mesh(maps_axes[-1]).get_array().reshape(grid.shape), np.std(np.abs(members), axis=0))
+    np.testing.assert_allclose(_mesh(maps_axes[-2]).get_array().reshape(grid.shape),
+                               np.mean(np.abs(members), axis=0) - base)
     assert len({(_mesh(ax).norm.vmin, _mesh(ax).norm.vmax) for ax in maps_axes[1:6]}) == 1
     # The predictor panel covers the 2-degree predictor grid around the target domain.
     lon0, lon1, lat0, lat1 = maps_axes[0].get_extent(crs=ccrs.PlateCarree(central_longitude=180.0 if domain == "NZ" else 0))
@@ -313,9 +315,12 @@ def test_diagnostics_figure(map_data, tmp_path):
             "std_ratio": np.exp(rng.normal(0.0, 0.2, grid.shape))}
     fig = diagnostics_figure(diag, {"rmse": 1.25, "bias": -0.03}, grid, "pr",
                              {"target": (k, k ** -2.0), "prediction": (k, k ** -2.5)})
-    bias_ax, rmse_ax, ratio_ax, text_ax, psd_ax = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    bias_ax, rmse_ax, ratio_ax, psd_ax, text_ax = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert text_ax.get_title() == "scores" and psd_ax.get_title() == "pr power spectrum"
     bias = _mesh(bias_ax)
-    assert bias.cmap.name.startswith("BrBG") and -bias.norm.vmin == bias.norm.vmax == np.abs(diag["bias"]).max()
+    assert bias.cmap.name.startswith("BrBG")
+    assert -bias.norm.vmin == bias.norm.vmax == pytest.approx(np.percentile(np.abs(diag["bias"]), 98))
+    assert bias.colorbar.extend == "both"  # the 2 % beyond saturate, with arrows
     assert isinstance(_mesh(ratio_ax).norm, mcolors.LogNorm) and _mesh(rmse_ax).cmap.name.startswith("viridis")
     assert "rmse: 1.25" in text_ax.texts[0].get_text()
     assert psd_ax.get_xscale() == psd_ax.get_yscale() == "log" and len(psd_ax.lines) == 2
@@ -360,3 +365,52 @@ def test_curves(tmp_path):
     with pytest.raises(ValueError, match="counts sum to zero"):
         plot_rank_histogram(axes[3], np.zeros(3))
     _check_png(fig, tmp_path / "curves.png")
+
+
+_OFFLINE_MAP_SCRIPT = """
+import sys, warnings
+import cartopy, cartopy.io
+import matplotlib
+matplotlib.use("Agg")
+import numpy as np
+from matplotlib.figure import Figure
+from ml_benchmark_spategan.visualization import add_map_axes, configure_cartopy_data, map_grid_for_domain, plot_map
+
+empty = sys.argv[1]
+cartopy.config["pre_existing_data_dir"] = empty
+cartopy.config["data_dir"] = empty
+def no_network(self, url):
+    raise SystemExit(f"cartopy tried to download {url}")
+cartopy.io.Downloader._urlopen = no_network
+warnings.simplefilter("error")  # a 'drawn without coastlines' warning fails the script
+print(configure_cartopy_data())
+grid = map_grid_for_domain("ALPS")
+for name, features in (("with", True), ("without", False)):
+    fig = Figure(figsize=(4, 4))
+    plot_map(add_map_axes(fig, grid, 1, 1, 1), np.full(grid.shape, 290.0), grid, kind="tasmax", vmin=280, vmax=300,
+             cbar=False, features=features)
+    fig.savefig(f"{sys.argv[2]}/{name}.png", dpi=60)
+"""
+
+
+def test_packaged_coastlines_offline_without_any_setting(tmp_path):
+    """A fresh process with no ML_BENCH_CARTOPY_DATA, no proxies and an empty cartopy folder still draws
+    coastlines, from the Natural Earth files shipped in the package."""
+    import os
+    import subprocess
+    import sys
+
+    empty = tmp_path / "empty_cartopy"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k != maps.CARTOPY_DATA_ENV}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", _OFFLINE_MAP_SCRIPT, str(empty), str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip().splitlines()[-1]) == maps.PACKAGED_MAP_DATA
+    assert list(empty.iterdir()) == []  # nothing downloaded or cached there
+
+    with_, without = (mimage.imread(tmp_path / f"{name}.png")[..., :3] for name in ("with", "without"))
+    line_pixels = np.sum(without.mean(axis=-1) - with_.mean(axis=-1) > 0.15)  # grey lines on the light field
+    assert line_pixels > 500
+    assert np.sum(with_.mean(axis=-1) - without.mean(axis=-1) > 0.15) == 0  # nothing else changed

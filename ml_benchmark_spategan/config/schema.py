@@ -178,16 +178,17 @@ class TrainingConfig:
     nonfinite_loss: str = _f("stop", "on a NaN/Inf loss: stop the run with an error, or skip the step", choices=("stop", "skip"))
     val_members: int = _f(3, "ensemble members predicted per validation day for diagnostics", min=1)
     ema: EmaConfig = _f(EmaConfig, "moving average of the generator's weights", factory=True)
+    val_days: int = _f(0, "validation during training on this many days of the validation split, evenly spaced over it (a fixed subsample: the same days every epoch; also selects best.pt); 0 = the full split. evaluate.py always scores the full split", min=0)
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
     plot_every_epochs: int = _f(1, "sample plots every N epochs (0 = never; the last epoch always plots)", min=0)
-    diagnostics_every_epochs: int = _f(1, "validation diagnostics on the full validation split every N epochs", min=1)
+    diagnostics_every_epochs: int = _f(1, "validation diagnostics on the validation split (training.val_days of it) every N epochs", min=1)
     checkpoint_every_epochs: int = _f(5, "keep checkpoint_epoch_NNN.pt every N epochs (0 = never); last.pt is written every epoch", min=0)
     best_metric: str = _f("auto", "validation metric that selects best.pt; auto = val/crps (fair CRPS of the ensemble: rewards skill and calibrated spread, not a collapsed ensemble) for GANs, val/rmse for regression and fixed models")
     best_mode: str = _f("min", "whether smaller or larger best_metric is better (auto metrics are errors: min)", choices=("min", "max"))
-    progress_bar: bool = _f(True, "tqdm progress bar per epoch")
+    progress_bar: bool = _f(True, "progress with ETA for training steps and validation: a tqdm bar on a terminal; off a terminal or under SLURM a log line every 10 %")
     sample_day: int = _f(0, "index of the validation day drawn in sample plots", min=0)
 
 

@@ -105,6 +105,16 @@ def split_data(data: DomainData, cfg: DataConfig) -> tuple[DomainData, DomainDat
     return train, val
 
 
+def subsample_days(data: DomainData, n_days: int) -> DomainData:
+    """``n_days`` days of ``data`` evenly spaced over it, first and last included (all days when ``n_days``
+    is 0 or at least the number of days): a fixed subsample, the same for every call."""
+    total = int(data.predictors.sizes["time"])
+    if n_days <= 0 or n_days >= total:
+        return data
+    index = np.unique(np.round(np.linspace(0, total - 1, n_days)).astype(np.int64))
+    return data.isel_time(index)
+
+
 def held_out_split(data: DomainData, cfg: DataConfig) -> DomainData:
     """The held-out ``data.test_years`` of ``data`` (checked disjoint from training and validation years)."""
     if not cfg.test_years:

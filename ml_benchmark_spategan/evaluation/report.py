@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from ml_benchmark_spategan.utils.progress import track
 from ml_benchmark_spategan.variables import CORDEX_TARGETS, VariableInfo, default_info
 
 from . import diagnostics, ensemble, spectra
@@ -41,6 +42,8 @@ INDEX_BIASES = {"tasmax": ("mean", "txx", "su"), "pr": ("mean", "sdii", "rx1day"
 WET_DAY = (1.0, "mm/day")
 SU_ETCCDI = (25.0, "degC")
 SU_BENCHMARK = (300.0, "K")
+#: Indices that count days (their biases are in days, whatever the variable's units).
+DAY_COUNT_INDICES = ("su", "cwd", "cdd")
 #: FSS neighbourhood sizes in grid cells.
 FSS_SCALES = (1, 5, 11, 25)
 #: FSS event thresholds: pr in mm/day; tasmax as percentiles of the pooled truth values.
@@ -107,6 +110,13 @@ def evaluation_label(split: str, period: str | None = None, kind: str | None = N
     if split != "test" or not (period and kind and gcm):
         raise ValueError(f"evaluation label: split {split!r} needs 'val', or 'test' with period, kind and gcm")
     return f"test_{period}_{kind}_{gcm}"
+
+
+def index_units(key: str, units: str | None) -> str:
+    """Units of the bias of index ``key`` (``"cwd"``, ``"bias_cwd"``, ``"bias_cwd/member0"``): ``days`` for
+    the day-count indices (:data:`DAY_COUNT_INDICES`), else the variable's ``units``."""
+    name = key.split("/")[0].removeprefix("bias_")
+    return "days" if name in DAY_COUNT_INDICES else (units or "")
 
 
 def score_doc(key: str) -> str:
@@ -343,7 +353,7 @@ def plot_series(truth: xr.DataArray | None, pred: xr.DataArray, label: str = "")
 # --- the report ------------------------------------------------------------------------------------------
 def compute_report(truth: xr.DataArray, pred: xr.DataArray, variable: str, dx_km: float | None = None,
                    seed: int = 0, full: bool = True, *, info: VariableInfo | None = None,
-                   benchmark: bool | None = None) -> EvaluationReport:
+                   benchmark: bool | None = None, progress: str = "") -> EvaluationReport:
     """Every diagnostic of ``pred`` (member, time, row, col) against ``truth`` (time, row, col); see the
     module docstring for the series each score uses.
 
@@ -352,6 +362,7 @@ def compute_report(truth: xr.DataArray, pred: xr.DataArray, variable: str, dx_km
     (:func:`index_specs`). ``benchmark`` (default: ``info`` is a CORDEX target) keeps the benchmark's SU
     threshold of 300 K. ``full=False`` (used for baselines) keeps RMSE, correlation, index biases, benchmark
     RALSD, Wasserstein, spectra and quantiles, and leaves out the corrected RALSD, ensemble scores and FSS.
+    ``progress``: a description shows the scoring stages' progress with an ETA; empty = none.
     """
     info = info or default_info(variable)
     if benchmark is None:
@@ -359,17 +370,25 @@ def compute_report(truth: xr.DataArray, pred: xr.DataArray, variable: str, dx_km
     truth, pred = prepare(truth, pred)
     pair = _pair(pred)
     labelled = plot_series(truth, pred)
-    report = EvaluationReport({}, psd=psd_series(labelled, dx_km), quantiles=quantile_series(labelled))
-    for scores, maps in (deterministic_scores(truth, pred, pair), index_scores(truth, pair, index_specs(info, benchmark)),
-                         distribution_scores(truth, pair.sel({MEMBER: "member0"}, drop=True), info.kind)):
+    report = EvaluationReport({})
+
+    def spectra_and_quantiles():
+        report.psd, report.quantiles = psd_series(labelled, dx_km), quantile_series(labelled)
+        return spectral_scores(truth, pred, report.psd, corrected=full), {}
+
+    def ensemble_and_fss():
+        scores, report.rank_histogram, report.spread_skill_bins = ensemble_scores(truth, pred, seed)
+        report.fss_thresholds = fss_thresholds(truth, info)
+        return {**scores, **fss_scores(truth, pair, report.fss_thresholds)}, {}
+
+    stages = [lambda: deterministic_scores(truth, pred, pair),
+              lambda: index_scores(truth, pair, index_specs(info, benchmark)),
+              lambda: distribution_scores(truth, pair.sel({MEMBER: "member0"}, drop=True), info.kind),
+              spectra_and_quantiles] + ([ensemble_and_fss] if full else [])
+    for stage in track(stages, progress, unit="stages", enabled=bool(progress)):
+        scores, maps = stage()
         report.scores.update(scores)
         report.maps.update(maps)
-    report.scores.update(spectral_scores(truth, pred, report.psd, corrected=full))
-    if full:
-        scores, report.rank_histogram, report.spread_skill_bins = ensemble_scores(truth, pred, seed)
-        report.scores.update(scores)
-        report.fss_thresholds = fss_thresholds(truth, info)
-        report.scores.update(fss_scores(truth, pair, report.fss_thresholds))
     return report
 
 

@@ -44,6 +44,7 @@ from ml_benchmark_spategan.submission.layout import (
     variable_dtype,
 )
 from ml_benchmark_spategan.utils.memory import keep_freed_memory
+from ml_benchmark_spategan.utils.progress import track
 
 LOG = logging.getLogger(__name__)
 
@@ -311,7 +312,7 @@ def write_submission(sub_root: str | Path, name: str, data_root: str | Path, dom
     jobs = plan_submission(sub_root, name, data_root, domain, tuple(experiments), overwrite)
     LOG.info("submission %s, domain %s: %d files, %d members", name, domain, len(jobs), members)
     with _FileWriter(workers) as writer:
-        for i, job in enumerate(jobs, 1):
+        for i, job in enumerate(track(jobs, f"submission {domain}", unit="files"), 1):
             start = time.perf_counter()
             pr = predict_fn(job.experiment, "pr", job.predictors)
             tasmax = predict_fn(job.experiment, "tasmax", job.predictors)

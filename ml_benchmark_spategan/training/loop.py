@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ml_benchmark_spategan.model.baselines import train_regression_step
 from ml_benchmark_spategan.model.spagan2d import train_gan_step
 from ml_benchmark_spategan.training.distributed import any_rank, reduce_mean
 from ml_benchmark_spategan.training.session import Session
 from ml_benchmark_spategan.training.signals import Preempted, StopFlag
+from ml_benchmark_spategan.utils.progress import Progress
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -121,8 +121,9 @@ def train_epoch(session: Session, stop: StopFlag | None = None,
     skip_mode = session.cfg.training.nonfinite_loss == "skip"
     sums, done, skipped, seconds_before = _restore_partial(session)
     start = time.perf_counter()
-    bar = tqdm(total=n_steps, initial=session.epoch_step, desc=f"epoch {session.epoch + 1}/{session.cfg.training.epochs}",
-               disable=not session.cfg.logging.progress_bar, leave=False, dynamic_ncols=True)
+    bar = Progress(n_steps, f"epoch {session.epoch + 1}/{session.cfg.training.epochs}", unit="steps",
+                   initial=session.epoch_step, enabled=session.cfg.logging.progress_bar and session.dist.main,
+                   logger=session.logger)
     for k, batch in enumerate(session.train_loader):
         if k >= n_steps:
             break

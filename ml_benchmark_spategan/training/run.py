@@ -17,7 +17,7 @@ from ml_benchmark_spategan.config.schema import Config
 from ml_benchmark_spategan.dataloader.mask import save_target_mask, training_mask
 from ml_benchmark_spategan.dataloader.normalization import Normalizers
 from ml_benchmark_spategan.dataloader.reader import open_training_data
-from ml_benchmark_spategan.dataloader.split import split_data
+from ml_benchmark_spategan.dataloader.split import split_data, subsample_days
 from ml_benchmark_spategan.monitor.files import stop_file
 from ml_benchmark_spategan.monitor.trainer import Monitor, RunMonitor
 from ml_benchmark_spategan.training import artifacts, distributed
@@ -103,6 +103,7 @@ def train(cfg: Config, run_dir: str | Path | None = None, resume: str | Path | N
     device = resolve_device(cfg.device, cfg.on_missing_gpu)
     data = open_training_data(cfg.data)
     train_data, val_data = split_data(data, cfg.data)
+    val_data = subsample_days(val_data, cfg.training.val_days)  # evaluate.py scores the full split
     _check_model_builds(cfg, train_data)
     folder, state = _resume_state(cfg, run_dir, resume)
     dist = distributed.setup(device)
@@ -249,6 +250,7 @@ def fit(session: Session, stop: StopFlag | None = None, epoch_end: Sequence[Epoc
             monitor.checkpointed(session, session.run_dir / "checkpoints" / "last.pt")
             write_history(session.run_dir, session.history)
             artifacts.plot_history(session)
+            artifacts.write_report(session)
             for hook in epoch_end:
                 hook(session, row)
         distributed.barrier()

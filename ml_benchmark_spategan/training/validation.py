@@ -1,4 +1,5 @@
-"""Validation diagnostics on the FULL validation split, in physical units.
+"""Validation diagnostics on the validation split (``training.val_days`` evenly spaced days of it, or all
+days when 0), in physical units.
 
 Predictions come from ``session.eval_generator``: G_ema when ``training.ema.enabled`` (GANs), else the
 trained weights.
@@ -28,10 +29,12 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ml_benchmark_spategan import cordex
 from ml_benchmark_spategan.evaluation import diagnostics, indices, spectra, streaming
 from ml_benchmark_spategan.model.baselines import sample_members
 from ml_benchmark_spategan.model.losses import masked_l1, masked_mse
 from ml_benchmark_spategan.training.session import Session
+from ml_benchmark_spategan.utils.progress import track
 
 
 @dataclass
@@ -40,6 +43,7 @@ class ValidationResult:
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     psd: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     sample: dict | None = None
+    psd_xlabel: str = "wavenumber (cycles/km)"
 
 
 @dataclass
@@ -57,7 +61,9 @@ def _predict_batches(session: Session, members: int):
     """Yield (batch, normalised samples (B, M, H, W), physical samples, physical truth)."""
     inverse = session.target_normalizer
     generator = session.eval_generator
-    for batch in session.val_loader:
+    bar = track(session.val_loader, "validation", unit="batches", logger=session.logger,
+                enabled=session.cfg.logging.progress_bar)
+    for batch in bar:
         batch = {k: v.to(session.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.no_grad():
             samples = sample_members(generator, batch["x_lr"], members, session.static_hr, batch.get("doy")).float()
@@ -98,7 +104,18 @@ def _as_xr(values: np.ndarray, like: xr.DataArray) -> xr.DataArray:
     return xr.DataArray(values, dims=like.dims, coords={d: like[d] for d in like.dims if d in like.coords})
 
 
-def _scores(c: _Collected, like: xr.DataArray) -> tuple[dict[str, float], dict[str, np.ndarray], dict]:
+def plot_spectra(series: dict[str, xr.DataArray], dx_km: float | None) -> tuple[dict, str]:
+    """Corrected spectra of each series for the figure (true DC, Nyquist cut) against wavenumber in
+    cycles/km when the grid spacing is known, else in cycles per grid cell; returns (curves, x label)."""
+    curves = {}
+    for label, da in series.items():
+        power = spectra.power_spectrum(da, kind="corrected", dx_km=dx_km)
+        k = power["wavenumber_per_km"] if dx_km else power[spectra.WAVENUMBER]
+        curves[label] = (np.asarray(k.values), np.asarray(power.values))
+    return curves, "wavenumber (cycles/km)" if dx_km else "wavenumber (cycles per grid cell)"
+
+
+def _scores(c: _Collected, like: xr.DataArray, dx_km: float | None) -> tuple[dict, dict, dict, str]:
     truth, mean, member0 = _as_xr(c.truth, like), _as_xr(c.mean, like), _as_xr(c.member0, like)
     rmse_map = diagnostics.rmse(truth, mean, dim="time")
     bias_map = diagnostics.bias_index(truth, member0, indices.mean)
@@ -117,15 +134,14 @@ def _scores(c: _Collected, like: xr.DataArray) -> tuple[dict[str, float], dict[s
     _, psd_mean = spectra.psd(truth, mean)
     scalars["val/ralsd"] = spectra.ralsd(psd_true, psd_pred)
     scalars["val/spread_skill"] = c.spread_skill.compute() if c.spread_skill is not None else float("nan")
-    k = np.arange(psd_true.size)
-    psd = {"target": (k, psd_true.values), "member 0": (k, psd_pred.values), "ensemble mean": (k, psd_mean.values)}
+    psd, xlabel = plot_spectra({"target": truth, "member 0": member0, "ensemble mean": mean}, dx_km)
     maps = {"rmse (ensemble mean)": rmse_map.values, "bias of mean (member 0)": bias_map.values,
             "std ratio (member 0)": std_ratio.values}
-    return scalars, maps, psd
+    return scalars, maps, psd, xlabel
 
 
 def validate(session: Session) -> ValidationResult:
-    """Predict the whole validation split and compute the diagnostics listed in the module docstring."""
+    """Predict the validation split (its ``training.val_days`` subsample) and compute the diagnostics listed in the module docstring."""
     cfg = session.cfg
     generator = session.eval_generator
     was_training = generator.training
@@ -135,6 +151,7 @@ def validate(session: Session) -> ValidationResult:
         collected = _collect(session, cfg.training.val_members, min(cfg.logging.sample_day, n_days - 1))
     finally:
         generator.train(was_training)
-    scalars, maps, psd = _scores(collected, session.val_data.target)
+    dx_km = cordex.grid_spacing_km(cfg.data.domain) if cfg.data.source == "cordex" else None
+    scalars, maps, psd, xlabel = _scores(collected, session.val_data.target, dx_km)
     scalars.update(collected.losses)
-    return ValidationResult(scalars, maps, psd, collected.sample)
+    return ValidationResult(scalars, maps, psd, collected.sample, xlabel)

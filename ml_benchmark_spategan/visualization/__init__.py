@@ -17,6 +17,7 @@ from ml_benchmark_spategan.visualization.figures import (
 )
 from ml_benchmark_spategan.visualization.maps import (
     MapGrid,
+    add_gridlines,
     add_map_axes,
     add_map_features,
     configure_cartopy_data,
@@ -29,6 +30,7 @@ from ml_benchmark_spategan.visualization.maps import (
 
 __all__ = [
     "MapGrid",
+    "add_gridlines",
     "add_map_axes",
     "add_map_features",
     "configure_cartopy_data",

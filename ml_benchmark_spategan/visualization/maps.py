@@ -14,9 +14,11 @@ Projections:
   (:mod:`.grids` recognises them).
 * A grid that cannot be placed on the globe falls back to plain ``imshow`` axes (one warning per grid).
 
-Map data: coastlines and borders come from cartopy's Natural Earth 50m shapefiles. They are drawn only
-when the files already exist on disk (see :func:`configure_cartopy_data`); otherwise the map is drawn
-without them and a warning says why. Nothing is ever downloaded.
+Map data: coastlines and borders come from Natural Earth 50m shapefiles (public domain). The package ships
+the two layers it draws (:data:`PACKAGED_MAP_DATA`, ~1.5 MB) and uses them whenever cartopy has no local
+copy, so maps get coastlines offline without any setting; ``ML_BENCH_CARTOPY_DATA`` (or an explicit
+folder) overrides (see :func:`configure_cartopy_data`). A folder without the files gives maps without
+coastlines and a warning saying why. Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from ml_benchmark_spategan.cordex import ALPS_LCC, target_coords
 
 #: Environment variable naming a cartopy data folder (``shapefiles/natural_earth/...`` inside).
 CARTOPY_DATA_ENV = "ML_BENCH_CARTOPY_DATA"
+#: The Natural Earth files shipped with the package (a cartopy data folder: ``shapefiles/natural_earth/...``).
+PACKAGED_MAP_DATA = Path(__file__).resolve().parent / "natural_earth"
 #: Natural Earth layers drawn on every map: label -> (category, name); always at 50m.
 NATURAL_EARTH_LAYERS = {
     "coastlines": ("physical", "coastline"),
@@ -221,10 +225,11 @@ def map_grid_from_xarray(obj, domain: str | None = None) -> MapGrid:
 def configure_cartopy_data(path: str | os.PathLike | None = None) -> Path | None:
     """Point cartopy at an offline data folder and report where Natural Earth 50m files are.
 
-    ``path`` wins, else the ``ML_BENCH_CARTOPY_DATA`` environment variable, else cartopy's existing config.
-    A chosen folder becomes ``cartopy.config['pre_existing_data_dir']`` (it must hold
-    ``shapefiles/natural_earth/{physical,cultural}/ne_50m_*.shp``). Returns the folder the map layers will be
-    read from, or ``None`` when they are not on disk (maps are then drawn without them).
+    ``path`` wins, else the ``ML_BENCH_CARTOPY_DATA`` environment variable; either becomes
+    ``cartopy.config['pre_existing_data_dir']`` (it must hold ``shapefiles/natural_earth/{physical,cultural}/
+    ne_50m_*.shp``). Without either, cartopy's own folders are used when they hold the files, else the copy
+    shipped with the package (:data:`PACKAGED_MAP_DATA`). Returns the folder the map layers will be read
+    from, or ``None`` when they are not on disk (maps are then drawn without them).
     """
     import cartopy
 
@@ -232,7 +237,13 @@ def configure_cartopy_data(path: str | os.PathLike | None = None) -> Path | None
         path = os.environ.get(CARTOPY_DATA_ENV) or None
     if path is not None:
         cartopy.config["pre_existing_data_dir"] = Path(path).expanduser()
+    elif _layers_root() is None:
+        cartopy.config["pre_existing_data_dir"] = PACKAGED_MAP_DATA
     _STATE["configured"] = True
+    return _layers_root()
+
+
+def _layers_root() -> Path | None:
     found = [_layer_dir(category, name) for category, name in NATURAL_EARTH_LAYERS.values()]
     return found[0] if all(d is not None for d in found) else None
 
@@ -313,18 +324,25 @@ def add_map_axes(fig, grid: MapGrid, *subplot_args):
 
 
 def plot_map(ax, field2d, grid: MapGrid, *, kind: str, vmin=None, vmax=None, title: str = "", cbar: bool = True,
-             cbar_label: str = "", cmap: str | None = None, set_extent: bool = True, features: bool = True):
+             cbar_label: str = "", cmap: str | None = None, set_extent: bool = True, features: bool = True,
+             gridlines: bool = True):
     """Draw a 2-D field ``(ny, nx)`` on its grid; returns ``ax``.
 
     ``ax`` is a cartopy GeoAxes (made with :func:`add_map_axes`, any projection) for geographic grids, any
     Axes for plain grids. ``kind``: ``"pr"`` (mm/day, LogNorm from 0.1, 'YlGnBu'), ``"tasmax"`` ('RdYlBu_r'),
     ``"diverging"`` (biases: 'RdBu_r', limits symmetric about 0; pass ``cmap="BrBG"`` for pr),
     ``"sequential"`` ('viridis'), ``"ratio"`` (log scale symmetric about 1). NaN cells are transparent.
+    ``gridlines``: dotted latitude/longitude lines labelled in degrees on the left and bottom edges
+    (:func:`add_gridlines`).
     """
     field = np.asarray(field2d, dtype=np.float64)
     if field.shape != grid.shape:
         raise ValueError(f"plot_map {title!r}: field has shape {field.shape}, grid expects (ny, nx) = {grid.shape}")
     field, cmap_obj, norm, extend = colour_scale(field, kind, vmin, vmax, cmap)
+    if extend == "neither":  # values beyond given limits: arrows on the colour bar
+        lo, hi = _finite_range(field)
+        extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+            (lo < norm.vmin, hi > norm.vmax), "neither")
     masked = np.ma.masked_invalid(field)
     if grid.is_geographic:
         xe, ye = grid.edges()
@@ -333,14 +351,35 @@ def plot_map(ax, field2d, grid: MapGrid, *, kind: str, vmin=None, vmax=None, tit
             ax.set_extent(grid.extent(), crs=grid.crs())
         if features:
             add_map_features(ax)
+        if gridlines:
+            add_gridlines(ax)
     else:
         mesh = ax.imshow(masked, origin="lower", cmap=cmap_obj, norm=norm, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
     if cbar:
-        ax.figure.colorbar(mesh, ax=ax, shrink=0.8, extend=extend, label=cbar_label)
+        bar = ax.figure.colorbar(mesh, ax=ax, shrink=0.8, extend=extend, label=cbar_label)
+        if isinstance(norm, mcolors.LogNorm):  # 0.5, 1, 2 rather than 10^-1 ... on log colour bars
+            from ml_benchmark_spategan.visualization.curves import plain_log_axis
+
+            plain_log_axis(bar.ax.yaxis)
     ax.set_title(title, fontsize=9)
     return ax
+
+
+def add_gridlines(ax):
+    """Dotted latitude/longitude lines on a GeoAxes, labelled (degrees N/E) on the left and bottom edges;
+    returns cartopy's Gridliner. Projections cartopy cannot label get the lines without labels."""
+    import cartopy.crs as ccrs
+
+    style = {"crs": ccrs.PlateCarree(), "linewidth": 0.4, "color": "0.35", "alpha": 0.7, "linestyle": ":"}
+    try:
+        gl = ax.gridlines(draw_labels={"left": "y", "bottom": "x"}, x_inline=False, y_inline=False,
+                          rotate_labels=False, **style)
+    except (TypeError, ValueError):
+        return ax.gridlines(draw_labels=False, **style)
+    gl.xlabel_style = gl.ylabel_style = {"size": 6}
+    return gl
 
 
 def draw_outline(ax, grid: MapGrid, **line_kwargs):
