@@ -80,6 +80,11 @@ def byo_runs(byo_layouts, tmp_path_factory):
     return _CACHE["runs"]
 
 
+def _units(label: str) -> str:
+    """The units of a colour-bar label "<quantity> (<units>)"."""
+    return label.rsplit("(", 1)[-1].rstrip(")") if label.endswith(")") else label
+
+
 def _colorbar_labels(fig) -> set[str]:
     return {ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"}
 
@@ -122,7 +127,9 @@ def test_tg_maps_in_degc_with_sea_missing(byo_runs, byo_layouts):
     assert len(day_maps) == 3
     for name in day_maps + ["index_bias_maps.png", "rmse_maps.png"]:
         labels = _colorbar_labels(figs[name])
-        assert "degC" in labels and "K" not in labels, (name, labels)
+        # colour bars read "<quantity> (<units>)": the target's own units, never kelvin
+        assert any(label.endswith("(degC)") for label in labels), (name, labels)
+        assert not any(label == "K" or label.endswith("(K)") for label in labels), (name, labels)
     with xr.open_dataset(byo_layouts["tg"]) as obs:
         sea = obs["tg"].isnull().all("time").values
     for title in ("tg target", "tg member 1", "tg ensemble mean"):
@@ -159,7 +166,8 @@ def test_rotated_target_maps_in_its_crs(byo_runs):
     assert any(line.get_linestyle() == "--" for line in predictor_ax.get_lines())  # the target box
     features = [c for ax in maps for c in ax.artists + ax.collections if type(c).__name__ == "FeatureArtist"]
     assert features or any("coastlines" in w for w in r.warnings)  # coastlines when Natural Earth files exist
-    assert "K" in _colorbar_labels(fig) and "days" in _colorbar_labels(fig)  # TXx in K, SU in days
+    units = {_units(label) for label in _colorbar_labels(fig)}
+    assert "K" in units and "days" in units  # TXx in K, SU in days
     assert not [w for w in r.warnings if "grid coordinates" in w]
 
 
@@ -184,7 +192,7 @@ def test_flux_precipitation_units_thresholds_and_plots(byo_runs):
     assert summary["fss_thresholds"]["1mm"] == pytest.approx(1 / 86400)
     assert {"bias_sdii", "bias_cwd", "bias_rx1day"} <= {k.split("/")[0] for k in summary["scores"]}
     for name in ("index_bias_maps.png", "rmse_maps.png"):
-        assert "kg m-2 s-1" in _colorbar_labels(r.figures[name])
+        assert "kg m-2 s-1" in {_units(label) for label in _colorbar_labels(r.figures[name])}
     day = r.figures[next(n for n in r.figures if n.startswith("maps_"))]
     (mesh,) = _meshes(day, "pr target")
     assert mesh.norm.vmin == pytest.approx(0.1 / 86400)  # the 0.1 mm/day floor of the log scale, converted
