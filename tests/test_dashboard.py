@@ -147,7 +147,8 @@ def test_live_page_watch_stop_and_resume(tmp_path):
         assert trainer.wait(timeout=60) == 0, trainer.stderr.read()[-2000:]
         _wait_for(lambda: "stopped" in text(), 20, 'state "stopped" on the page')
         status = read_status(run_dir)
-        assert status["state"] == "stopped" and status["step"] > later
+        # the stop lands at the next step boundary: the step the page last showed, or a later one
+        assert status["state"] == "stopped" and status["step"] >= later
         assert (run_dir / "checkpoints" / "last.pt").is_file() and not (run_dir / "STOP").exists()
         log = (run_dir / "training.log").read_text()
         assert "stop request" in log and "not a requeue" in log
