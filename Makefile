@@ -12,6 +12,8 @@ DEMO_ROOT ?= data/cordex
 DEMO_YEARS ?= 3
 DEMO_MARKER := $(DEMO_ROOT)/.demo_$(DEMO_DOMAIN)_$(DEMO_YEARS)y.ok
 RUN_ROOT ?= runs
+# Test worker processes (pytest-xdist); each test runs single-threaded (OMP_NUM_THREADS=1).
+TEST_WORKERS ?= 2
 # The demo: a small SpaGAN, 3 short epochs on CPU, validated during training on 32 days spread over the
 # validation year (training.val_days; the final evaluation scores the whole year; sample maps at the last
 # epoch only), then the interpolation baseline (bilinear: no training) and the evaluation of the GAN
@@ -58,7 +60,7 @@ test: $(VENV)/.installed
 	  echo "installing chromium + chromedriver for the dashboard's browser test"; \
 	  { apt-get install -y -qq chromium chromium-driver || sudo -n apt-get install -y -qq chromium chromium-driver; } \
 	    >/dev/null 2>&1 || echo "could not install chromium (no root?): the browser test will be skipped"; }
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(TEST_WORKERS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
