@@ -23,7 +23,7 @@ DEMO_SET ?= --set data.root=$(DEMO_ROOT) --set data.domain=$(DEMO_DOMAIN) \
 	--set model.generator.filters=32 --set 'model.generator.upsample_channels=[32,32,16]' \
 	--set 'model.discriminator.hr_channels=[16,32,32,32,16]' --set 'model.discriminator.lr_channels=[32,32]' \
 	--set training.epochs=3 --set training.batch_size=8 --set training.max_steps_per_epoch=20 \
-	--set training.schedule.warmup_epochs=1 --set training.val_members=3 --set training.val_days=32 \
+	--set training.schedule.warmup_epochs=0 --set training.val_members=3 --set training.val_days=32 \
 	--set logging.plot_every_epochs=0 --set run.root=$(RUN_ROOT) --set device=cpu
 DEMO_MEMBERS ?= 3
 

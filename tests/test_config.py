@@ -259,7 +259,7 @@ def test_reference_lists_every_key_and_matches_the_committed_file():
     text = describe_config()
     for path in _leaf_paths(config_to_dict(Config())):
         assert f"| `{path}` |" in text, path
-    assert "| `training.optimizer_g.learning_rate` | float | `0.0001` | > 0 | peak learning rate |" in text
+    assert "| `training.optimizer_g.learning_rate` | float | `0.001` | > 0 | peak learning rate |" in text
     assert "| `data.domain` | str | `ALPS` | one of ALPS, NZ, SA | CORDEX ML-Bench domain |" in text
     committed = REPO / "docs" / "config_reference.md"
     assert committed.read_text(encoding="utf-8") == text, "regenerate: python -m ml_benchmark_spategan.config --reference > docs/config_reference.md"

@@ -148,7 +148,7 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    warmup_epochs: int = _f(5, "linear warm-up length in epochs", min=0)
+    warmup_epochs: int = _f(0, "linear warm-up length in epochs (the rate is stepped per epoch, so the whole first epoch runs at warmup_start_lr: 0 = start at the peak rate)", min=0)
     warmup_start_lr: float = _f(1e-6, "learning rate at the start of warm-up", min=0.0)
     plateau_epochs: int = _f(5, "epochs at the peak learning rate after warm-up", min=0)
     decay_gamma: float = _f(0.97, "exponential decay factor per epoch after the plateau", min=0.0, max=1.0, min_exclusive=True)
@@ -168,7 +168,7 @@ class TrainingConfig:
     n_critic: int = _f(2, "discriminator updates per generator update", min=1)
     ensemble_size: int = _f(4, "generator members per sample in the generator step (fair CRPS over them, or L1/MSE of their mean)", min=1)
     loss: LossConfig = _f(LossConfig, "loss weights and adversarial loss", factory=True)
-    optimizer_g: OptimizerConfig = _f(OptimizerConfig, "generator optimiser", factory=True)
+    optimizer_g: OptimizerConfig = _f(lambda: OptimizerConfig(learning_rate=1e-3), "generator optimiser (also the optimiser of the deterministic models)", factory=True)
     optimizer_d: OptimizerConfig = _f(lambda: OptimizerConfig(name="adamw", learning_rate=5e-4), "discriminator optimiser", factory=True)
     schedule: ScheduleConfig = _f(ScheduleConfig, "learning-rate schedule (both networks)", factory=True)
     precision: str = _f("auto", "auto = bf16 autocast on CUDA, fp32 on CPU; fp16 uses separate grad scalers for G and D", choices=("auto", "fp32", "bf16", "fp16"))
