@@ -16,7 +16,7 @@ RUN_ROOT ?= runs
 TEST_WORKERS ?= 2
 # The demo: a small SpaGAN, 3 short epochs on CPU, validated during training on 32 days spread over the
 # validation year (training.val_days; the final evaluation scores the whole year; sample maps at the last
-# epoch only), then the interpolation baseline (bilinear: no training) and the evaluation of the GAN
+# epoch, plot_every_epochs=3), then the interpolation baseline (bilinear: no training) and the evaluation of the GAN
 # against it on the same days. Real experiments use config.yml as it is.
 DEMO_SET ?= --set data.root=$(DEMO_ROOT) --set data.domain=$(DEMO_DOMAIN) \
 	--set 'data.train_years=[1961-1962]' --set 'data.val_years=[1963]' \
@@ -24,7 +24,7 @@ DEMO_SET ?= --set data.root=$(DEMO_ROOT) --set data.domain=$(DEMO_DOMAIN) \
 	--set 'model.discriminator.hr_channels=[16,32,32,32,16]' --set 'model.discriminator.lr_channels=[32,32]' \
 	--set training.epochs=3 --set training.batch_size=8 --set training.max_steps_per_epoch=20 \
 	--set training.schedule.warmup_epochs=0 --set training.val_members=3 --set training.val_days=32 \
-	--set logging.plot_every_epochs=0 --set run.root=$(RUN_ROOT) --set device=cpu
+	--set logging.plot_every_epochs=3 --set run.root=$(RUN_ROOT) --set device=cpu
 DEMO_MEMBERS ?= 3
 
 .PHONY: venv data run test lint clean-venv
@@ -52,7 +52,10 @@ run: $(VENV)/.installed $(DEMO_MARKER)
 		| tee $(VENV)/last_baseline.log; \
 	base_dir=$$(sed -n 's/^run folder: //p' $(VENV)/last_baseline.log | tail -n 1); \
 	$(PY) evaluation/evaluate.py "$$run_dir" --split val --members $(DEMO_MEMBERS) --baseline "$$base_dir"; \
-	echo; $(PY) -m ml_benchmark_spategan.visualization.run_report "$$run_dir" --split val
+	echo; $(PY) -m ml_benchmark_spategan.visualization.run_report "$$run_dir" --split val; \
+	echo; echo "note: the demo GAN trains 60 steps on CPU: enough for dry areas and distinct members, not for skill;"; \
+	echo "      its scores above are not a result. Skill of every model at equal budget:"; \
+	echo "      benchmarks/README.md (bench_skill.py); real experiments use config.yml as it is."
 
 # The dashboard's browser test drives headless Chromium; install Debian's when absent (else it is skipped).
 test: $(VENV)/.installed
