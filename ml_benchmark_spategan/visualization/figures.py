@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ml_benchmark_spategan.cordex import PREDICTOR_UNITS, TARGET_UNITS
+from ml_benchmark_spategan.evaluation.report import index_units
 from ml_benchmark_spategan.visualization.curves import plot_lines, plot_psd, power_label
 from ml_benchmark_spategan.visualization.maps import (
     MapGrid,
@@ -44,8 +45,6 @@ DIAGNOSTIC_AXES = {
 }
 #: Diverging (bias) maps: colour limits at this percentile of |bias|; beyond it the colour saturates.
 BIAS_COLOUR_PERCENTILE = 98.0
-#: Indices that count days: their maps are labelled ``days`` whatever the variable's units.
-DAY_COUNT_INDICES = ("su", "cwd", "cdd")
 
 
 def _target_kind(var: str, kind: str | None = None) -> str:
@@ -225,7 +224,7 @@ def map_units_label(name: str, units: str) -> str:
     if "ratio" in lowered:
         return f"{quantity} (1)"
     index = re.search(r"\bof (\w+)", lowered)
-    unit = "days" if index and index.group(1) in DAY_COUNT_INDICES else units
+    unit = index_units(index.group(1), units) if index else units
     return f"{quantity} ({unit})" if unit else quantity
 
 
