@@ -58,7 +58,8 @@ def test_training_diagnostics_figure_title_panels_units_psd_axis():
             "std ratio (member 0)": np.exp(rng.normal(0.0, 0.2, grid.shape))}
     k = np.arange(0, 65) / (128 * 12.5)
     psd = {"target": (k, np.r_[1.0, k[1:] ** -2.0]), "member 0": (k, np.r_[1.0, k[1:] ** -2.5])}
-    fig = _draw(diagnostics_figure(maps, {"val/rmse": 1.5}, grid, "pr", psd=psd, units="mm/day",
+    fig = _draw(diagnostics_figure(maps, {"val/rmse": 1.5, "val/ralsd": 3.0, "val/std_ratio": 0.9}, grid, "pr",
+                                   psd=psd, units="mm/day",
                                    title="run 20260101_000000_abcdef, epoch 7: validation diagnostics"))
     assert "epoch 7" in fig.get_suptitle() and "20260101_000000_abcdef" in fig.get_suptitle()
     panels = _panels(fig)
@@ -71,6 +72,7 @@ def test_training_diagnostics_figure_title_panels_units_psd_axis():
     assert psd_ax.child_axes[0].get_xlabel() == "wavelength (km)"
     lons_lats = _gridline_labels(panels[0])
     assert any("°E" in t for t in lons_lats) and any("°N" in t for t in lons_lats)
+    assert panels[4].texts[0].get_text().splitlines() == ["val/rmse: 1.5 mm/day", "val/ralsd: 3 dB²", "val/std_ratio: 0.9"]
 
 
 def test_index_bias_maps_days_for_day_counts_and_no_empty_panel():

@@ -239,9 +239,19 @@ def robust_half_range(field, percentile: float = BIAS_COLOUR_PERCENTILE) -> floa
     return half if half > 0 else (float(values.max()) or None)
 
 
-def _scalars_panel(ax, scalars: Mapping[str, float]):
+def score_unit(name: str, units: str | None) -> str:
+    """Unit of a listed score: none for ratios, correlations and normalised losses, dB² for RALSD (the
+    benchmark's definition), days for the bias of a day-count index, else the variable's ``units`` (RMSE,
+    biases, CRPS)."""
+    lowered = name.lower()
+    if any(word in lowered for word in ("ratio", "corr", "spread_skill", "loss")):
+        return ""
+    return "dB²" if "ralsd" in lowered else index_units(lowered.removeprefix("val/"), units)
+
+
+def _scalars_panel(ax, scalars: Mapping[str, float], units: str | None):
     ax.axis("off")
-    lines = [f"{name}: {value:.4g}" for name, value in scalars.items()]
+    lines = [f"{name}: {value:.4g} {score_unit(name, units)}".rstrip() for name, value in scalars.items()]
     ax.text(0.02, 0.98, "\n".join(lines) or "(no scalars)", va="top", ha="left", family="monospace",
             fontsize=8, transform=ax.transAxes)
     ax.set_title("scores", fontsize=9)
@@ -282,7 +292,7 @@ def diagnostics_figure(diag_maps: Mapping[str, np.ndarray], scalars: Mapping[str
         ax = fig.add_subplot(slots[len(diag_maps)])
         plot_psd(ax, psd, xlabel=psd_xlabel, ylabel=power_label(var, units))
         ax.set_title(f"{var} power spectrum", fontsize=9)
-    _scalars_panel(fig.add_subplot(gs[:, ncols] if side else gs[nrows - 1, ncols - spare:]), scalars)
+    _scalars_panel(fig.add_subplot(gs[:, ncols] if side else gs[nrows - 1, ncols - spare:]), scalars, units)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
