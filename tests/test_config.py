@@ -60,6 +60,21 @@ def test_config_yml_is_the_complete_default_experiment():
     assert _leaf_paths(raw) == _leaf_paths(config_to_dict(Config())), "config.yml must spell out every key"
 
 
+def test_stored_configs_without_later_keys_rebuild_their_old_models(tmp_path):
+    """A run folder's config.yaml (or a checkpoint's config) written before model.base existed rebuilds the
+    model it trained (no baseline); a user's config without the key gets today's default."""
+    from ml_benchmark_spategan.config.loader import config_from_dict
+
+    old = config_to_dict(Config())
+    del old["model"]["base"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    assert load_config(path, stored=True).model.base == "none"
+    assert config_from_dict(old).model.base == "none"
+    assert load_config(path).model.base == Config().model.base == "auto"
+    assert "base" not in old["model"]  # the caller's mapping is left as it was
+
+
 def test_yaml_values_merge_over_defaults(tmp_path):
     path = _write(tmp_path, "data:\n  domain: NZ\n  val_years: [1980]\ntraining:\n  optimizer_g:\n    learning_rate: 2e-4\n")
     cfg = load_config(path)

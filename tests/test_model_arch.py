@@ -212,7 +212,7 @@ def test_resgan_losses_train_separate_parts():
 
 @pytest.mark.parametrize("content_loss,balance", [("crps", "gradnorm"), ("mean_l1_mse", "fixed")])
 def test_resgan_gan_step_adds_the_weighted_mean_loss(content_loss, balance):
-    bundle = build_model(ModelConfig(name="resgan", unet=U_CFG, generator=G_CFG, discriminator=D_CFG), C, IN, OUT, 1)
+    bundle = build_model(ModelConfig(name="resgan", base="none", unet=U_CFG, generator=G_CFG, discriminator=D_CFG), C, IN, OUT, 1)
     g, d = bundle.generator, bundle.discriminator
     opt_g, opt_d = torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3)
     batch, s = _batch(), torch.randn(1, 1, *OUT)

@@ -14,6 +14,7 @@ from torch import nn
 from ml_benchmark_spategan.config.schema import DiscriminatorConfig, GeneratorConfig, ModelConfig
 from ml_benchmark_spategan.cordex import PREDICTOR_VARIABLES
 from ml_benchmark_spategan.model import losses, noise
+from ml_benchmark_spategan.model.base import BaselineResidual
 from ml_benchmark_spategan.model.baselines import BilinearBaseline, DeepESD, sample_members
 from ml_benchmark_spategan.model.registry import MODELS, ModelBundle, build_model, register_model
 from ml_benchmark_spategan.model.spagan2d import (
@@ -128,6 +129,18 @@ def test_latent_noise_is_spatially_correlated_and_fresh_per_sample():
     far = torch.corrcoef(torch.stack([z[..., :, 0].flatten(), z[..., :, 8].flatten()]))[0, 1]
     assert abs(float(far)) < 0.05
     assert noise.LatentNoise(2, (1, 3)).coarse == (1, 2)
+
+
+@pytest.mark.parametrize("grid", [(16, 16), (5, 7), (16, 3)])
+def test_latent_noise_has_unit_variance_in_every_cell_corners_included(grid):
+    """Brute force: the per-cell variance over many draws is 1 everywhere (before the per-cell scaling, the
+    corners of a 16x16 grid had 1 and the interior 0.39)."""
+    torch.manual_seed(0)
+    z = noise.LatentNoise(8, grid)(4000, torch.device("cpu")).double()
+    var = z.var(dim=(0, 1))  # 32000 draws per cell: sampling error of the variance ~ 0.8 %
+    assert var.shape == grid
+    assert float((var - 1).abs().max()) < 0.05
+    assert float(var[0, 0] / var[grid[0] // 2, grid[1] // 2]) == pytest.approx(1.0, abs=0.08)
 
 
 def test_generator_pads_by_replication():
@@ -341,7 +354,11 @@ def test_registry_builds_each_kind():
     names = PREDICTOR_VARIABLES
     cfg = ModelConfig(generator=SMALL_G, discriminator=SMALL_D)
     gan = build_model(cfg, 15, (16, 16), (128, 128), 1, names, "pr")
-    assert gan.kind == "gan" and isinstance(gan.generator, Generator) and isinstance(gan.discriminator, Discriminator)
+    assert gan.kind == "gan" and isinstance(gan.discriminator, Discriminator)
+    # model.base auto: a GAN's generator learns the departure from the interpolation baseline
+    assert isinstance(gan.generator, BaselineResidual) and isinstance(gan.generator.net, Generator)
+    plain = build_model(dataclasses.replace(cfg, base="none"), 15, (16, 16), (128, 128), 1, names, "pr")
+    assert isinstance(plain.generator, Generator)
     reg = build_model(ModelConfig(name="deepesd"), 15, (16, 16), (128, 128), 1, names, "pr")
     assert reg.kind == "regression" and reg.discriminator is None
     fixed = build_model(ModelConfig(name="bilinear"), 15, (16, 16), (128, 128), 0, names, "tasmax")

@@ -176,6 +176,31 @@ def test_gradnorm_balance_makes_the_measured_gradient_ratio_the_weight(content, 
         (logs["g/gradnorm_adv"] / logs["g/gradnorm_content"]).item(), rel=1e-4)
 
 
+def test_generator_update_equals_the_backward_of_the_balanced_loss():
+    """The step sends grad content + scale * grad adv through G once; brute force: backward of the loss itself."""
+    g, d, _, _, batch, s = _setup(seed=3)
+    d.eval()  # no dropout in D, so both passes see the same logits
+    state = {k: v.clone() for k, v in g.state_dict().items()}
+    settings = GanStepSettings(ensemble_size=3)
+    torch.manual_seed(11)
+    logs = generator_step(batch["x_lr"], batch["y_hr"], batch["mask"], g, d, torch.optim.SGD(g.parameters(), lr=1.0),
+                          settings, static_hr=s)
+    stepped = [p.detach().clone() for p in g.parameters()]
+    g.load_state_dict(state)
+    g.zero_grad(set_to_none=True)
+    torch.manual_seed(11)  # the same noise draws
+    members = g.sample(batch["x_lr"], 3, s)
+    mask = batch["mask"]
+    y = torch.where(mask, batch["y_hr"], 0.0)
+    fake = torch.where(mask, members, 0.0).reshape(-1, 1, *OUT)
+    adv = losses.g_loss_bce(d(fake, batch["x_lr"].repeat_interleave(3, dim=0)))
+    loss = losses.masked_crps_fair(members, y, mask) + logs["g/adv_scale"] * adv
+    torch.testing.assert_close(loss.detach(), logs["g/loss"], rtol=1e-5, atol=1e-6)
+    loss.backward()
+    for p, after in zip(g.parameters(), stepped, strict=True):
+        torch.testing.assert_close(p.detach() - p.grad, after, rtol=1e-4, atol=1e-6)
+
+
 def test_hinge_and_gradient_clipping():
     g, d, opt_g, opt_d, batch, s = _setup()
     settings = GanStepSettings(grad_clip_norm=1e-3, loss=LossConfig(adversarial_loss="hinge"))

@@ -379,14 +379,38 @@ def _validate(raw: Any, overrides: Sequence[str], source: str) -> Config:
 
 
 # --- public API ---------------------------------------------------------------------------------------
-def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> Config:
+#: Keys added after runs were first stored, with the value that rebuilds those runs' models: a run folder's
+#: config.yaml or a checkpoint's config without the key gets this value, not today's default.
+LEGACY_DEFAULTS: dict[tuple[str, ...], Any] = {("model", "base"): "none"}
+
+
+def with_legacy_defaults(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A copy of a stored (complete) config mapping with :data:`LEGACY_DEFAULTS` filled in where absent."""
+    if data is None:
+        return None
+    out = copy.deepcopy(dict(data))
+    for path, value in LEGACY_DEFAULTS.items():
+        node = out
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                break
+        if isinstance(node, dict) and path[-1] not in node:
+            node[path[-1]] = value
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (), stored: bool = False) -> Config:
     """The validated configuration: schema defaults <- YAML file ``path`` <- ``overrides``.
 
     ``path=None`` starts from the defaults alone. Each override is ``"key.path=value"`` with the value
     parsed as YAML (``3``, ``1e-4``, ``true``, ``[1961-1974, 1975-1980]``, ``null``); for a string
-    field the text is taken as typed. Raises :class:`ConfigError` listing every problem found.
+    field the text is taken as typed. ``stored``: ``path`` is a run folder's config.yaml, so keys it
+    predates take their :data:`LEGACY_DEFAULTS`. Raises :class:`ConfigError` listing every problem found.
     """
     raw = None if path is None else read_yaml_file(path)
+    if stored:
+        raw = with_legacy_defaults(raw)
     return _validate(raw, overrides, source=str(path) if path is not None else "defaults")
 
 
@@ -428,8 +452,9 @@ def field_type(key: str) -> Any:
 
 
 def config_from_dict(data: Mapping[str, Any]) -> Config:
-    """The validated configuration from a nested mapping (e.g. one stored in a checkpoint)."""
-    return _validate(data, (), source="config mapping")
+    """The validated configuration from a nested mapping stored in a checkpoint (keys it predates take their
+    :data:`LEGACY_DEFAULTS`)."""
+    return _validate(with_legacy_defaults(data), (), source="config mapping")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

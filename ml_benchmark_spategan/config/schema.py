@@ -122,6 +122,7 @@ class ModelConfig:
     generator: GeneratorConfig = _f(GeneratorConfig, "SpaGAN generator (resgan: the residual generator)", factory=True)
     discriminator: DiscriminatorConfig = _f(DiscriminatorConfig, "SpaGAN discriminator (resgan: sees the full field, mean + residual)", factory=True)
     unet: UNetConfig = _f(UNetConfig, "U-Net (unet; resgan: the conditional-mean network)", factory=True)
+    base: str = _f("auto", "what the network's output is added to: interpolation = the bilinear baseline (bilinear_predictor interpolated with its per-cell monthly correction fitted on the training years; precipitation from the CORDEX predictors: the monthly training climatology), so the network learns the departure from it; none = the network predicts the field itself; auto = interpolation for GANs (spagan, resgan), none otherwise", choices=("none", "interpolation", "auto"))
     bilinear_predictor: str = _f("auto", "predictor interpolated by the bilinear baseline; auto = the predictor of the target's kind (t_850 for tasmax), none = the target's own training climatology")
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ml_benchmark_spategan.config.schema import ModelConfig
+from ml_benchmark_spategan.model.base import BaselineResidual
 from ml_benchmark_spategan.model.baselines import BilinearBaseline, DeepESD
 from ml_benchmark_spategan.model.resgan import ResidualGenerator
 from ml_benchmark_spategan.model.spagan2d import Discriminator, Generator
@@ -67,8 +68,20 @@ def build_model(cfg: ModelConfig, in_channels: int, in_shape: tuple[int, int], o
         raise ValueError(f"model.name: unknown model {cfg.name!r}; registered models: {sorted(MODELS)}")
     if predictor_names and len(predictor_names) != in_channels:
         raise ValueError(f"predictor_names: expected {in_channels} names (in_channels), found {len(predictor_names)}")
-    return MODELS[cfg.name](cfg, in_channels, tuple(in_shape), tuple(out_shape), static_channels,
-                            tuple(predictor_names), target_variable)
+    bundle = MODELS[cfg.name](cfg, in_channels, tuple(in_shape), tuple(out_shape), static_channels,
+                              tuple(predictor_names), target_variable)
+    if uses_base(cfg, bundle.kind):
+        check_bilinear_predictor(cfg.bilinear_predictor, predictor_names)
+        bundle = ModelBundle(BaselineResidual(bundle.generator, tuple(in_shape), tuple(out_shape)),
+                             bundle.discriminator, bundle.kind)
+    return bundle
+
+
+def uses_base(cfg: ModelConfig, kind: str) -> bool:
+    """Whether the model predicts the departure from the interpolation baseline (``model.base``; auto = GANs)."""
+    if kind == "fixed":
+        return False
+    return cfg.base == "interpolation" or (cfg.base == "auto" and kind == "gan")
 
 
 DOY_FILM_BY_DEFAULT = ("unet", "resgan")  # model.doy_conditioning: auto

@@ -372,26 +372,41 @@ def _global_norms(norm_content: torch.Tensor, norm_adv: torch.Tensor) -> tuple[t
     return norms[0], norms[1]
 
 
-def _adversarial_scale(loss_content, loss_adv, members, w: LossConfig,
+def _adversarial_scale(grad_content: torch.Tensor, grad_adv: torch.Tensor, w: LossConfig,
                        distributed: bool = False) -> tuple[torch.Tensor, ...]:
-    """Weight of the adversarial term and the gradient norms w.r.t. the generated members (B, E, H, W).
+    """Weight of the adversarial term from the gradients of both losses w.r.t. the generated members.
 
     Returns ``(scale, |d content / d members|, |d (scale * adv) / d members|)``. ``gradnorm``:
     ``scale = adversarial_weight * |grad content| / |grad adv|`` (detached), so the adversarial gradient
     reaching G's output is ``adversarial_weight`` times the content gradient whatever their raw sizes;
-    ``fixed``: ``scale = adversarial_weight``. The norms are taken at G's output, not over its parameters:
-    two backward passes through the (frozen) D and the loss, none through G. ``distributed``: the norms
-    of the global batch (one all-reduce), so every rank uses the same scale.
+    ``fixed``: ``scale = adversarial_weight``. The norms are taken at G's output, not over its parameters.
+    ``distributed``: the norms of the global batch (one all-reduce), so every rank uses the same scale.
     """
-    grad_content, = torch.autograd.grad(loss_content, members, retain_graph=True)
-    grad_adv, = torch.autograd.grad(loss_adv, members, retain_graph=True)
     norm_content, norm_adv = grad_content.norm().detach(), grad_adv.norm().detach()
     if distributed:
         norm_content, norm_adv = _global_norms(norm_content, norm_adv)
-    scale = torch.tensor(float(w.adversarial_weight), device=members.device)
+    scale = torch.tensor(float(w.adversarial_weight), device=grad_content.device)
     if w.adversarial_balance == "gradnorm":
         scale = torch.where(norm_adv > 0, scale * norm_content / norm_adv.clamp_min(1e-30), scale)
     return scale, norm_content, scale * norm_adv
+
+
+def _output_losses(out, y_real, x_lr, mask, discriminator, g_loss, settings, static_hr):
+    """Content and adversarial losses of the members ``out`` (B, E, H, W), and their gradients w.r.t. ``out``.
+
+    ``out`` is a detached leaf: the gradients come from one backward pass through the (frozen) D and the
+    content loss, none through G (the generator step sends their balanced sum into G once).
+    """
+    b, e, hh, ww = out.shape
+    with autocast(settings.precision, x_lr.device.type):
+        fake = torch.where(mask, out, 0.0).reshape(b * e, 1, hh, ww)
+        static = _repeat_static(_d_static(discriminator, static_hr), e, interleave=True)
+        fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0), static).float()
+    loss_content, parts = _content_loss(out, y_real, mask, settings.loss)
+    loss_adv = g_loss(fake_logits)
+    grad_content, = torch.autograd.grad(loss_content, out)
+    grad_adv, = torch.autograd.grad(loss_adv, out)
+    return loss_content, parts, loss_adv, fake_logits, grad_content, grad_adv
 
 
 def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scaler=None,
@@ -400,6 +415,11 @@ def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings
     every member, balanced per ``training.loss.adversarial_balance`` (see :func:`_adversarial_scale`)
     (+ ``mean_weight`` x ``auxiliary_loss(y_real, mask)`` for generators that have one: resgan's mean).
 
+    The losses and their gradients at G's output are computed on a detached copy of the members, then
+    the balanced gradient ``grad content + scale * grad adv`` is back-propagated through G in one pass
+    (as the surrogate ``sum(members * gradient)``, whose gradient is exactly that): D is differentiated
+    once per step, not once per loss plus once for the update.
+
     ``generator`` and ``discriminator`` may be DistributedDataParallel wrappers. D is called with its
     parameters frozen: none of its gradient hooks fire, so its reducer neither all-reduces nor waits for
     gradients in this pass (tests/test_distributed.py runs two steps under DDP). Under DDP the balance
@@ -407,24 +427,24 @@ def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings
     """
     _, g_loss = _d_losses(settings)
     w, e = settings.loss, settings.ensemble_size
-    b, _, hh, ww = y_real.shape
-    with _frozen(discriminator), autocast(settings.precision, x_lr.device.type):
+    with autocast(settings.precision, x_lr.device.type):
         members = _members(generator, x_lr, e, static_hr, doy).float()  # (B, E, H, W)
-        fake = torch.where(mask, members, 0.0).reshape(b * e, 1, hh, ww)
-        static = _repeat_static(_d_static(discriminator, static_hr), e, interleave=True)
-        fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0), static).float()
-    loss_content, parts = _content_loss(members, y_real, mask, w)
-    loss_adv = g_loss(fake_logits)
-    scale, norm_content, norm_adv = _adversarial_scale(loss_content, loss_adv, members, w,
+    out = members.detach().requires_grad_(True)
+    with _frozen(discriminator):
+        loss_content, parts, loss_adv, fake_logits, grad_content, grad_adv = _output_losses(
+            out, y_real, x_lr, mask, discriminator, g_loss, settings, static_hr)
+    scale, norm_content, norm_adv = _adversarial_scale(grad_content, grad_adv, w,
                                                        isinstance(generator, DistributedDataParallel))
-    loss = loss_content + scale * loss_adv
+    surrogate = (members * (grad_content + scale * grad_adv)).sum()
+    loss = (loss_content + scale * loss_adv).detach()
     if hasattr(_module(generator), "auxiliary_loss"):
         # resgan: the mean network's own masked MSE. Added after the balance, outside it: the mean enters
         # the members detached, so this loss has no gradient at G's output (where the balance measures
         # norms) and trains only the mean network; its weight is mean_weight, not the gradnorm scale.
         parts["g/loss_mean"] = _module(generator).auxiliary_loss(y_real, mask)
-        loss = loss + w.mean_weight * parts["g/loss_mean"]
-    grad_norm = optimizer_step(loss, opt_g, generator.parameters(), scaler, settings.grad_clip_norm)
+        surrogate = surrogate + w.mean_weight * parts["g/loss_mean"]
+        loss = loss + w.mean_weight * parts["g/loss_mean"].detach()
+    grad_norm = optimizer_step(surrogate, opt_g, generator.parameters(), scaler, settings.grad_clip_norm)
     logs = {"g/loss": loss, "g/loss_content": loss_content, **parts, "g/loss_adv": loss_adv,
             "g/adv_scale": scale, "g/gradnorm_content": norm_content, "g/gradnorm_adv": norm_adv,
             "g/fake_score": torch.sigmoid(fake_logits).mean()}

@@ -107,8 +107,9 @@ def resume_config(folder: str | os.PathLike, config_path: str | os.PathLike | No
     Raises :class:`ConfigError` naming each key that may not change.
     """
     saved_path = Path(folder) / "config.yaml"
-    saved = load_config(saved_path)
-    requested = load_config(config_path if config_path is not None else saved_path, overrides)
+    saved = load_config(saved_path, stored=True)
+    requested = load_config(config_path, overrides) if config_path is not None else \
+        load_config(saved_path, overrides, stored=True)
     refused = {k: v for k, v in changed_keys(saved, requested).items() if k not in RESUMABLE_KEYS}
     if not refused:
         return requested
