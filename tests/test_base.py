@@ -60,6 +60,24 @@ def test_output_is_the_baseline_plus_the_network():
     torch.testing.assert_close(members, reference(x, doy=doy) + net.sample(x, 2))
 
 
+class _SampleOnly(nn.Module):
+    """A user network whose members come from ``sample`` only (its forward takes no n_members)."""
+
+    def forward(self, x_lr, static_hr=None):
+        return torch.zeros(x_lr.shape[0], 1, *OUT)
+
+    def sample(self, x_lr, n_members, static_hr=None):
+        return torch.arange(n_members, dtype=torch.float32).view(1, -1, 1, 1).expand(x_lr.shape[0], -1, *OUT)
+
+
+def test_members_of_a_network_without_n_members_come_from_its_sample():
+    model = BaselineResidual(_SampleOnly(), IN, OUT)
+    _fill(model.base)
+    x, doy = torch.randn(2, C, *IN), torch.tensor([10, 100])
+    base = model.base(x, doy=doy)
+    torch.testing.assert_close(model.sample(x, 3, doy=doy), base + torch.arange(3.0).view(1, 3, 1, 1))
+
+
 def test_network_output_layer_starts_small_and_state_dict_holds_the_baseline():
     torch.manual_seed(0)
     a = Generator(C, IN, OUT, G_CFG)

@@ -119,6 +119,12 @@ def test_stage_noise_scale_starts_at_zero_and_learns():
     assert all(float(s.grad.abs().max()) > 0 for s in scales)
 
 
+def test_stage_noise_init_sets_every_scale_and_members_differ_from_the_start():
+    g = Generator(3, (8, 8), (32, 32), dataclasses.replace(NOISE_ONLY, noise_channels=0, stage_noise_init=0.05))
+    assert all(torch.equal(stage.noise.scale.detach(), torch.full_like(stage.noise.scale, 0.05)) for stage in g.stages)
+    assert _member_gap(g.eval(), torch.randn(1, 3, 8, 8)) > 0.0
+
+
 def test_latent_noise_is_spatially_correlated_and_fresh_per_sample():
     z = noise.LatentNoise(4, (16, 16))(500, torch.device("cpu"))
     assert z.shape == (500, 4, 16, 16)

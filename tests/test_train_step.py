@@ -201,6 +201,33 @@ def test_generator_update_equals_the_backward_of_the_balanced_loss():
         torch.testing.assert_close(p.detach() - p.grad, after, rtol=1e-4, atol=1e-6)
 
 
+def test_spectral_loss_is_the_benchmark_ralsd_of_the_batch():
+    """Brute force: evaluation's time-mean spectra and RALSD (numpy, the benchmark's definition) on the same
+    fields, invalid cells set to 0 as the benchmark sets NaN to 0."""
+    from ml_benchmark_spategan.evaluation.spectra import mean_profile, ralsd
+
+    torch.manual_seed(2)
+    members, y = torch.randn(3, 4, 24, 20).double(), (2.0 * torch.randn(3, 1, 24, 20)).double()
+    mask = torch.ones(1, 1, 24, 20, dtype=torch.bool)
+    mask[..., :3, :5] = False
+    got = losses.masked_log_spectral_distance(members, y, mask)
+    fake = torch.where(mask, members, 0.0).reshape(-1, 24, 20).numpy()
+    real = torch.where(mask, y, 0.0).reshape(-1, 24, 20).numpy()
+    expected = ralsd(mean_profile(real), mean_profile(fake))
+    assert expected > 1.0  # the truth has 4x the power: about 6 dB in every bin
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    assert losses.masked_log_spectral_distance(y.expand(-1, 4, -1, -1), y, mask).item() == pytest.approx(0.0, abs=1e-8)
+
+
+def test_spectral_weight_adds_the_spectral_loss_to_the_content_loss():
+    g, d, opt_g, opt_d, batch, s = _setup()
+    w = LossConfig(spectral_weight=2.0)
+    logs = train_gan_step(batch, g, d, opt_g, opt_d, GanStepSettings(loss=w), static_hr=s)
+    assert logs["g/loss_spectral"].item() > 0
+    torch.testing.assert_close(logs["g/loss_content"], logs["g/loss_crps"] + 2.0 * logs["g/loss_spectral"])
+    assert "g/loss_spectral" not in train_gan_step(batch, g, d, opt_g, opt_d, GanStepSettings(), static_hr=s)
+
+
 def test_hinge_and_gradient_clipping():
     g, d, opt_g, opt_d, batch, s = _setup()
     settings = GanStepSettings(grad_clip_norm=1e-3, loss=LossConfig(adversarial_loss="hinge"))

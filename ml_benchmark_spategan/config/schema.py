@@ -96,7 +96,8 @@ class GeneratorConfig:
     upsample_channels: tuple[int, ...] = _f((96, 64, 32), "channels after each ×2 upsampling stage (one entry per stage)")
     dropout: float = _f(0.0, "MC dropout probability in every residual block, active when sampling members (an extra noise source; the latent noise is the main one)", min=0.0, max=1.0)
     noise_channels: int = _f(8, "channels of spatially correlated N(0,1) latent noise (drawn at half the working grid, bilinearly upsampled) concatenated to the trunk input; a fresh draw per member; 0 = none", min=0)
-    stage_noise: bool = _f(True, "add one N(0,1) map per sample to the features of every upsampling stage with a learned per-channel scale (StyleGAN noise, starts at 0)")
+    stage_noise: bool = _f(True, "add one N(0,1) map per sample to the features of every upsampling stage with a learned per-channel scale (StyleGAN noise; fine-scale texture)")
+    stage_noise_init: float = _f(0.0, "initial value of every stage-noise scale; at 0 the expected gradient of any loss w.r.t. a scale is 0 (the noise is symmetric), so only the adversarial loss can switch the noise on", min=0.0)
     noise_std: float = _f(1.0, "standard deviation of the latent and stage noise (0 with dropout 0 = deterministic generator)", min=0.0)
     working_grid: tuple[int, ...] = _f((), "coarse working grid (h, w); empty = ceil(target shape / 2**stages), but never coarser than the predictor grid")
 
@@ -131,6 +132,7 @@ class LossConfig:
     content_loss: str = _f("crps", "generator content loss: crps = fair (ensemble) CRPS over the training.ensemble_size members per cell, masked (rewards calibrated spread); mean_l1_mse = l1_weight * L1 + mse_weight * MSE of the ensemble mean (a regression: penalises member spread)", choices=("crps", "mean_l1_mse"))
     l1_weight: float = _f(0.5, "weight of the L1 loss on the ensemble mean (content_loss: mean_l1_mse)", min=0.0)
     mse_weight: float = _f(1.0, "weight of the MSE loss on the ensemble mean (content_loss: mean_l1_mse)", min=0.0)
+    spectral_weight: float = _f(0.0, "weight of a spectral term added to the content loss: the benchmark's RALSD on each batch (dB^2 between the batch-mean radial power spectra of the members and of the truth, normalised space); rewards realistic fine-scale variance, which per-cell losses cannot see; 0 = off", min=0.0)
     mean_weight: float = _f(1.0, "resgan: weight of the masked MSE of the U-Net mean on its own output (keeps it the conditional mean; it is trained by this loss only)", min=0.0, min_exclusive=True)
     adversarial_balance: str = _f("gradnorm", "gradnorm = scale the adversarial term every step so its gradient at G's output is adversarial_weight times the content loss's (logged as g/gradnorm_content, g/gradnorm_adv, g/adv_scale); fixed = adversarial_weight is a plain loss weight", choices=("gradnorm", "fixed"))
     adversarial_weight: float = _f(0.2, "gradnorm: ratio of the adversarial to the content gradient norm at G's output; fixed: weight of the adversarial loss", min=0.0)

@@ -21,7 +21,7 @@ import inspect
 import torch
 from torch import nn
 
-from ml_benchmark_spategan.model.baselines import BilinearBaseline
+from ml_benchmark_spategan.model.baselines import BilinearBaseline, sample_members
 
 #: Factor on the initial weights of the wrapped network's output convolution.
 OUTPUT_INIT_SCALE = 0.1
@@ -63,10 +63,13 @@ class BaselineResidual(nn.Module):
 
     def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None,
                doy: torch.Tensor | None = None) -> torch.Tensor:
-        """``n_members`` members (B, n_members, H, W): one baseline, the network's members added to it."""
-        if hasattr(self.net, "sample") and not _stochastic(self.net):
-            return self(x_lr, static_hr, doy=doy).repeat(1, n_members, 1, 1)
-        return self(x_lr, static_hr, n_members=n_members, doy=doy)
+        """``n_members`` members (B, n_members, H, W): one baseline, the network's members added to it (drawn
+        through its ``forward(..., n_members=)`` when it has one, else through its ``sample``)."""
+        if _stochastic(self.net):
+            return self(x_lr, static_hr, n_members=n_members, doy=doy)
+        base = self.base(x_lr, doy=doy).to(x_lr.dtype)
+        self._last_base = base
+        return base + sample_members(self.net, x_lr, n_members, static_hr, doy)
 
     def _auxiliary_loss(self, y_real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # the wrapped network's own loss against the departure from the baseline of the last forward pass

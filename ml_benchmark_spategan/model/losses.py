@@ -8,8 +8,13 @@ The discriminator losses return ``(loss_real, loss_fake)``; their sum is the obj
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ml_benchmark_spategan.spectral_bins import bin_weights
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -71,3 +76,28 @@ def crps_fair(members: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
 def masked_crps_fair(members: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # min mean_{valid} crps_fair(members, y_true)   (calibrated ensembles; y_true may be NaN where invalid)
     return _masked_mean(crps_fair(members, torch.where(mask, y_true, 0.0)), mask)
+
+
+@lru_cache(maxsize=8)
+def _bin_matrix(ny: int, nx: int) -> torch.Tensor:
+    return torch.tensor(np.array(bin_weights(ny, nx, "benchmark")), dtype=torch.float32)
+
+
+def radial_power(fields: torch.Tensor) -> torch.Tensor:
+    """Radial power profile of (N, H, W) fields averaged over the N fields -> (nbins,), with the benchmark's
+    bins (:mod:`ml_benchmark_spategan.spectral_bins`; no mean removal, as the benchmark's ``psd``)."""
+    n, ny, nx = fields.shape
+    spec = torch.fft.rfft2(fields.float())
+    power = (spec.real.square() + spec.imag.square()).reshape(n, -1).mean(0)
+    return power @ _bin_matrix(ny, nx).to(power.device)
+
+
+def masked_log_spectral_distance(members: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # min mean_k [10 log10(P_members,k / P_true,k)]^2   (the benchmark's RALSD on the batch; invalid cells = 0)
+    """Members (B, m, H, W) against y_true (B, 1, H, W): batch-mean radial spectra of every member and of the
+    truth, compared bin by bin in dB (the realism of single fields, which a per-cell loss cannot see)."""
+    h, w = members.shape[-2:]
+    fake = torch.where(mask, members, 0.0).reshape(-1, h, w)
+    real = torch.where(mask, y_true, 0.0).reshape(-1, h, w)
+    p_fake, p_real = radial_power(fake).clamp_min(1e-12), radial_power(real).clamp_min(1e-12)
+    return (10.0 * torch.log10(p_fake / p_real)).square().mean()

@@ -68,12 +68,12 @@ def upsampled_inverse_std(coarse: tuple[int, int], grid: tuple[int, int]) -> tor
 
 
 class StageNoise(nn.Module):
-    """``h + scale[c] * std * n`` with one N(0, 1) map ``n`` (B, 1, H, W) per sample; ``scale`` starts at 0."""
+    """``h + scale[c] * std * n`` with one N(0, 1) map ``n`` (B, 1, H, W) per sample; ``scale`` starts at ``init``."""
 
-    def __init__(self, channels: int, std: float = 1.0):
+    def __init__(self, channels: int, std: float = 1.0, init: float = 0.0):
         super().__init__()
         self.std = float(std)
-        self.scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.scale = nn.Parameter(torch.full((1, channels, 1, 1), float(init)))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         noise = torch.randn(h.shape[0], 1, *h.shape[-2:], device=h.device, dtype=h.dtype)

@@ -143,7 +143,7 @@ class Generator(nn.Module):
         self.post = nn.Sequential(*[GenResBlock(f, p) for _ in range(n - n_mid - n_pre)])
         chans = (f,) + tuple(cfg.upsample_channels)
         self.stages = nn.ModuleList(
-            _UpStage(a, b, static_channels, p, StageNoise(b, cfg.noise_std) if cfg.stage_noise else None)
+            _UpStage(a, b, static_channels, p, StageNoise(b, cfg.noise_std, cfg.stage_noise_init) if cfg.stage_noise else None)
             for a, b in zip(chans[:-1], chans[1:], strict=True))
         self.head = nn.Sequential(group_norm(chans[-1]), nn.LeakyReLU(LEAKY_SLOPE),
                                   conv3x3(chans[-1], 1, padding_mode=GEN_PADDING))
@@ -352,14 +352,20 @@ def _content_loss(members, y_real, mask, w: LossConfig) -> tuple[torch.Tensor, d
     """The content loss of ``training.loss.content_loss`` and its parts (L1/MSE of the mean always logged).
 
     ``crps``: masked fair CRPS over the members (rewards a calibrated spread); ``mean_l1_mse``:
-    ``l1_weight * L1 + mse_weight * MSE`` of the ensemble mean (a regression: it penalises member spread).
+    ``l1_weight * L1 + mse_weight * MSE`` of the ensemble mean (a regression: it penalises member spread);
+    plus ``spectral_weight`` x the batch's log-spectral distance of the members when it is > 0.
     """
     y_mean = members.mean(dim=1, keepdim=True)
     parts = {"g/loss_l1": losses.masked_l1(y_mean, y_real, mask), "g/loss_mse": losses.masked_mse(y_mean, y_real, mask)}
     if w.content_loss == "crps":
         parts["g/loss_crps"] = losses.masked_crps_fair(members, y_real, mask)
-        return parts["g/loss_crps"], parts
-    return w.l1_weight * parts["g/loss_l1"] + w.mse_weight * parts["g/loss_mse"], parts
+        loss = parts["g/loss_crps"]
+    else:
+        loss = w.l1_weight * parts["g/loss_l1"] + w.mse_weight * parts["g/loss_mse"]
+    if w.spectral_weight > 0:
+        parts["g/loss_spectral"] = losses.masked_log_spectral_distance(members, y_real, mask)
+        loss = loss + w.spectral_weight * parts["g/loss_spectral"]
+    return loss, parts
 
 
 def _global_norms(norm_content: torch.Tensor, norm_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
