@@ -220,7 +220,7 @@ def test_resgan_gan_step_adds_the_weighted_mean_loss(content_loss, balance):
     with torch.no_grad():
         expected_mean_loss = losses.masked_mse(g.mean_net(batch["x_lr"], s, batch["doy"]), y_real, batch["mask"])
     mean0 = [p.detach().clone() for p in g.mean_net.encoder.parameters()]
-    w = LossConfig(mean_weight=2.5, content_loss=content_loss, adversarial_balance=balance)
+    w = LossConfig(mean_weight=2.5, content_loss=content_loss, adversarial_balance=balance, spectral_weight=0.0)
     logs = train_gan_step(batch, g, d, opt_g, opt_d, GanStepSettings(loss=w), static_hr=s)
     torch.testing.assert_close(logs["g/loss_mean"], expected_mean_loss)
     content = (logs["g/loss_crps"] if content_loss == "crps"

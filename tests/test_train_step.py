@@ -24,7 +24,7 @@ G_CFG = GeneratorConfig(filters=16, n_coarse_blocks=2, upsample_channels=(16, 8)
 D_CFG = DiscriminatorConfig(hr_channels=(16, 32, 32, 32, 16), lr_channels=(16, 16))
 EXPECTED_KEYS = {"d/loss", "d/loss_real", "d/loss_fake", "d/real_score", "d/fake_score",
                  "g/loss", "g/loss_content", "g/loss_crps", "g/loss_l1", "g/loss_mse", "g/loss_adv", "g/adv_scale",
-                 "g/gradnorm_content", "g/gradnorm_adv", "g/fake_score", "g/ensemble_std"}
+                 "g/gradnorm_content", "g/gradnorm_adv", "g/fake_score", "g/ensemble_std", "g/loss_spectral"}
 
 
 def _setup(static=True, seed=0):
@@ -55,7 +55,8 @@ def test_step_updates_both_networks_and_returns_detached_scalars():
     assert all(not torch.equal(a, b) for a, b in zip(d0, d.parameters(), strict=True))
     assert all(p.requires_grad for p in d.parameters())  # un-frozen after the generator phase
     torch.testing.assert_close(logs["g/loss_content"], logs["g/loss_crps"])  # the GAN default
-    torch.testing.assert_close(logs["g/loss"], logs["g/loss_crps"] + logs["g/adv_scale"] * logs["g/loss_adv"])
+    spectral = LossConfig().spectral_weight * logs["g/loss_spectral"]  # the default spectral term, outside the balance
+    torch.testing.assert_close(logs["g/loss"], logs["g/loss_crps"] + logs["g/adv_scale"] * logs["g/loss_adv"] + spectral)
     ratio = logs["g/gradnorm_adv"] / logs["g/gradnorm_content"]
     torch.testing.assert_close(ratio, torch.tensor(LossConfig().adversarial_weight), rtol=1e-5, atol=0)
     torch.testing.assert_close(logs["d/loss"], logs["d/loss_real"] + logs["d/loss_fake"])
@@ -126,7 +127,7 @@ def test_content_loss_is_on_the_ensemble_mean():
 
 def test_mean_l1_mse_content_loss_keeps_the_regression_objective():
     g, d, opt_g, opt_d, batch, s = _setup()
-    w = LossConfig(content_loss="mean_l1_mse", adversarial_balance="fixed", adversarial_weight=0.01)
+    w = LossConfig(content_loss="mean_l1_mse", adversarial_balance="fixed", adversarial_weight=0.01, spectral_weight=0.0)
     logs = train_gan_step(batch, g, d, opt_g, opt_d, GanStepSettings(loss=w), static_hr=s)
     assert "g/loss_crps" not in logs and logs["g/adv_scale"].item() == pytest.approx(0.01)
     total = w.l1_weight * logs["g/loss_l1"] + w.mse_weight * logs["g/loss_mse"] + w.adversarial_weight * logs["g/loss_adv"]
@@ -147,7 +148,7 @@ class _ParamMembers(nn.Module):
 def _output_step(weight: float, balance: str, content: str, d: nn.Module, batch: dict, start: torch.Tensor):
     g = _ParamMembers(start)
     settings = GanStepSettings(ensemble_size=start.shape[1], loss=LossConfig(
-        content_loss=content, adversarial_balance=balance, adversarial_weight=weight))
+        content_loss=content, adversarial_balance=balance, adversarial_weight=weight, spectral_weight=0.0))
     lr = 1e3  # a step large against float32 rounding of the members
     logs = generator_step(batch["x_lr"], batch["y_hr"], batch["mask"], g, d, torch.optim.SGD(g.parameters(), lr=lr),
                           settings)
@@ -194,11 +195,12 @@ def test_generator_update_equals_the_backward_of_the_balanced_loss():
     y = torch.where(mask, batch["y_hr"], 0.0)
     fake = torch.where(mask, members, 0.0).reshape(-1, 1, *OUT)
     adv = losses.g_loss_bce(d(fake, batch["x_lr"].repeat_interleave(3, dim=0)))
-    loss = losses.masked_crps_fair(members, y, mask) + logs["g/adv_scale"] * adv
+    loss = (losses.masked_crps_fair(members, y, mask) + logs["g/adv_scale"] * adv
+            + settings.loss.spectral_weight * losses.masked_log_spectral_distance(members, y, mask))
     torch.testing.assert_close(loss.detach(), logs["g/loss"], rtol=1e-5, atol=1e-6)
     loss.backward()
     for p, after in zip(g.parameters(), stepped, strict=True):
-        torch.testing.assert_close(p.detach() - p.grad, after, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(p.detach() - p.grad, after, rtol=1e-4, atol=1e-5)
 
 
 def test_spectral_loss_is_the_benchmark_ralsd_of_the_batch():
@@ -224,8 +226,22 @@ def test_spectral_weight_adds_the_spectral_loss_to_the_content_loss():
     w = LossConfig(spectral_weight=2.0)
     logs = train_gan_step(batch, g, d, opt_g, opt_d, GanStepSettings(loss=w), static_hr=s)
     assert logs["g/loss_spectral"].item() > 0
-    torch.testing.assert_close(logs["g/loss_content"], logs["g/loss_crps"] + 2.0 * logs["g/loss_spectral"])
-    assert "g/loss_spectral" not in train_gan_step(batch, g, d, opt_g, opt_d, GanStepSettings(), static_hr=s)
+    torch.testing.assert_close(logs["g/loss_content"], logs["g/loss_crps"])  # the per-cell loss the balance uses
+    total = logs["g/loss_crps"] + logs["g/adv_scale"] * logs["g/loss_adv"] + 2.0 * logs["g/loss_spectral"]
+    torch.testing.assert_close(logs["g/loss"], total)
+    ratio = logs["g/gradnorm_adv"] / logs["g/gradnorm_content"]  # still adversarial_weight x the CRPS gradient
+    torch.testing.assert_close(ratio, torch.tensor(w.adversarial_weight), rtol=1e-5, atol=0)
+    off = GanStepSettings(loss=LossConfig(spectral_weight=0.0))
+    assert "g/loss_spectral" not in train_gan_step(batch, g, d, opt_g, opt_d, off, static_hr=s)
+
+
+def test_spectral_loss_is_off_for_precipitation_unless_asked_for():
+    training = TrainingConfig()
+    assert training.loss.spectral_weight > 0
+    assert GanStepSettings.from_config(training, "cpu", "temperature").loss.spectral_weight == training.loss.spectral_weight
+    assert GanStepSettings.from_config(training, "cpu", "precipitation").loss.spectral_weight == 0.0
+    forced = dataclasses.replace(training, loss=dataclasses.replace(training.loss, spectral_for_precipitation=True))
+    assert GanStepSettings.from_config(forced, "cpu", "precipitation").loss.spectral_weight == training.loss.spectral_weight
 
 
 def test_hinge_and_gradient_clipping():

@@ -45,9 +45,9 @@ phase, see :func:`train_gan_step`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -258,7 +258,7 @@ class Discriminator(nn.Module):
 
 
 # --- training step ------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class GanStepSettings:
     """Everything a training step needs besides tensors, models and optimisers (precision resolved)."""
 
@@ -269,9 +269,14 @@ class GanStepSettings:
     loss: LossConfig = LossConfig()
 
     @classmethod
-    def from_config(cls, training: TrainingConfig, device_type: str) -> GanStepSettings:
+    def from_config(cls, training: TrainingConfig, device_type: str, target_kind: str = "generic") -> GanStepSettings:
+        """Settings of ``training``; the spectral loss is off for a precipitation-like ``target_kind`` unless
+        ``training.loss.spectral_for_precipitation``."""
+        loss = training.loss
+        if target_kind == "precipitation" and not loss.spectral_for_precipitation:
+            loss = dataclasses.replace(loss, spectral_weight=0.0)
         return cls(training.n_critic, training.ensemble_size, resolve_precision(training.precision, device_type),
-                   training.grad_clip_norm, training.loss)
+                   training.grad_clip_norm, loss)
 
 
 @contextlib.contextmanager
@@ -352,20 +357,14 @@ def _content_loss(members, y_real, mask, w: LossConfig) -> tuple[torch.Tensor, d
     """The content loss of ``training.loss.content_loss`` and its parts (L1/MSE of the mean always logged).
 
     ``crps``: masked fair CRPS over the members (rewards a calibrated spread); ``mean_l1_mse``:
-    ``l1_weight * L1 + mse_weight * MSE`` of the ensemble mean (a regression: it penalises member spread);
-    plus ``spectral_weight`` x the batch's log-spectral distance of the members when it is > 0.
+    ``l1_weight * L1 + mse_weight * MSE`` of the ensemble mean (a regression: it penalises member spread).
     """
     y_mean = members.mean(dim=1, keepdim=True)
     parts = {"g/loss_l1": losses.masked_l1(y_mean, y_real, mask), "g/loss_mse": losses.masked_mse(y_mean, y_real, mask)}
     if w.content_loss == "crps":
         parts["g/loss_crps"] = losses.masked_crps_fair(members, y_real, mask)
-        loss = parts["g/loss_crps"]
-    else:
-        loss = w.l1_weight * parts["g/loss_l1"] + w.mse_weight * parts["g/loss_mse"]
-    if w.spectral_weight > 0:
-        parts["g/loss_spectral"] = losses.masked_log_spectral_distance(members, y_real, mask)
-        loss = loss + w.spectral_weight * parts["g/loss_spectral"]
-    return loss, parts
+        return parts["g/loss_crps"], parts
+    return w.l1_weight * parts["g/loss_l1"] + w.mse_weight * parts["g/loss_mse"], parts
 
 
 def _global_norms(norm_content: torch.Tensor, norm_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -398,27 +397,33 @@ def _adversarial_scale(grad_content: torch.Tensor, grad_adv: torch.Tensor, w: Lo
 
 
 def _output_losses(out, y_real, x_lr, mask, discriminator, g_loss, settings, static_hr):
-    """Content and adversarial losses of the members ``out`` (B, E, H, W), and their gradients w.r.t. ``out``.
+    """The losses of the members ``out`` (B, E, H, W) and the gradient each sends to ``out``.
 
     ``out`` is a detached leaf: the gradients come from one backward pass through the (frozen) D and the
-    content loss, none through G (the generator step sends their balanced sum into G once).
+    losses, none through G (the generator step sends their balanced sum into G once). Returns
+    ``(losses, gradients, logs)`` with keys ``content``, ``adv`` and, when ``spectral_weight`` > 0,
+    ``spectral`` (unweighted).
     """
     b, e, hh, ww = out.shape
     with autocast(settings.precision, x_lr.device.type):
         fake = torch.where(mask, out, 0.0).reshape(b * e, 1, hh, ww)
         static = _repeat_static(_d_static(discriminator, static_hr), e, interleave=True)
         fake_logits = discriminator(fake, x_lr.repeat_interleave(e, dim=0), static).float()
-    loss_content, parts = _content_loss(out, y_real, mask, settings.loss)
-    loss_adv = g_loss(fake_logits)
-    grad_content, = torch.autograd.grad(loss_content, out)
-    grad_adv, = torch.autograd.grad(loss_adv, out)
-    return loss_content, parts, loss_adv, fake_logits, grad_content, grad_adv
+    values = {}
+    values["content"], logs = _content_loss(out, y_real, mask, settings.loss)
+    values["adv"] = g_loss(fake_logits)
+    if settings.loss.spectral_weight > 0:
+        values["spectral"] = logs["g/loss_spectral"] = losses.masked_log_spectral_distance(out, y_real, mask)
+    grads = {k: torch.autograd.grad(v, out)[0] for k, v in values.items()}
+    logs["g/fake_score"] = torch.sigmoid(fake_logits).mean()
+    return values, grads, logs
 
 
 def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings, scaler=None,
                    static_hr=None, doy=None) -> dict[str, torch.Tensor]:
     """One G update: content loss (fair CRPS over the members, or L1/MSE of their mean) + adversarial loss on
     every member, balanced per ``training.loss.adversarial_balance`` (see :func:`_adversarial_scale`)
+    (+ ``spectral_weight`` x the batch's log-spectral distance, outside the balance)
     (+ ``mean_weight`` x ``auxiliary_loss(y_real, mask)`` for generators that have one: resgan's mean).
 
     The losses and their gradients at G's output are computed on a detached copy of the members, then
@@ -437,12 +442,15 @@ def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings
         members = _members(generator, x_lr, e, static_hr, doy).float()  # (B, E, H, W)
     out = members.detach().requires_grad_(True)
     with _frozen(discriminator):
-        loss_content, parts, loss_adv, fake_logits, grad_content, grad_adv = _output_losses(
-            out, y_real, x_lr, mask, discriminator, g_loss, settings, static_hr)
-    scale, norm_content, norm_adv = _adversarial_scale(grad_content, grad_adv, w,
+        values, grads, parts = _output_losses(out, y_real, x_lr, mask, discriminator, g_loss, settings, static_hr)
+    scale, norm_content, norm_adv = _adversarial_scale(grads["content"], grads["adv"], w,
                                                        isinstance(generator, DistributedDataParallel))
-    surrogate = (members * (grad_content + scale * grad_adv)).sum()
-    loss = (loss_content + scale * loss_adv).detach()
+    grad = grads["content"] + scale * grads["adv"]
+    loss = (values["content"] + scale * values["adv"]).detach()
+    if "spectral" in values:  # outside the balance: the adversarial term is measured against the per-cell loss
+        grad = grad + w.spectral_weight * grads["spectral"]
+        loss = loss + w.spectral_weight * values["spectral"].detach()
+    surrogate = (members * grad).sum()
     if hasattr(_module(generator), "auxiliary_loss"):
         # resgan: the mean network's own masked MSE. Added after the balance, outside it: the mean enters
         # the members detached, so this loss has no gradient at G's output (where the balance measures
@@ -451,9 +459,8 @@ def generator_step(x_lr, y_real, mask, generator, discriminator, opt_g, settings
         surrogate = surrogate + w.mean_weight * parts["g/loss_mean"]
         loss = loss + w.mean_weight * parts["g/loss_mean"].detach()
     grad_norm = optimizer_step(surrogate, opt_g, generator.parameters(), scaler, settings.grad_clip_norm)
-    logs = {"g/loss": loss, "g/loss_content": loss_content, **parts, "g/loss_adv": loss_adv,
-            "g/adv_scale": scale, "g/gradnorm_content": norm_content, "g/gradnorm_adv": norm_adv,
-            "g/fake_score": torch.sigmoid(fake_logits).mean()}
+    logs = {"g/loss": loss, "g/loss_content": values["content"], **parts, "g/loss_adv": values["adv"],
+            "g/adv_scale": scale, "g/gradnorm_content": norm_content, "g/gradnorm_adv": norm_adv}
     if e > 1:
         logs["g/ensemble_std"] = torch.where(mask, members.std(dim=1, keepdim=True), 0.0).sum() / (
             mask.expand_as(members[:, :1]).sum().clamp_min(1))

@@ -140,7 +140,7 @@ def build_session(cfg: Config, train: DomainData, val: DomainData, device: torch
     _fit_fixed_model(bundle, train, normalizers, cfg.model.bilinear_predictor, logger)
     optimizers = _optimizers(cfg.training, bundle, device)
     precision = resolve_precision(cfg.training.precision, device.type)
-    settings = GanStepSettings.from_config(cfg.training, device.type)
+    settings = GanStepSettings.from_config(cfg.training, device.type, train.info.kind)
     scalers = make_grad_scalers(precision, device.type, tuple(optimizers))
     schedulers = {name: build_scheduler(opt, cfg.training.schedule) for name, opt in optimizers.items()}
     ema = None
