@@ -9,10 +9,11 @@ gives independent members):
   over a few working-grid cells (the scale of weather systems, not of pixels). Interpolation averages
   independent values, less so near the border (a border cell copies one value): the upsampled maps are
   divided by their exact per-cell standard deviation, so every cell's noise is N(0, 1) and the corners
-  (which had 2.6 times the variance of the interior on a 16x16 working grid) get no wider members. The maps are concatenated to the trunk's input: every layer sees them, and G cannot remove
-  them with a learned gain as it can with per-pixel dropout (Leinonen et al. 2020; Harris et al. 2022).
+  (which had 2.6 times the variance of the interior on a 16x16 working grid) get no wider members. The
+  maps are concatenated to the trunk's input: every layer sees them, and G cannot remove them with a
+  learned gain as it can with per-pixel dropout (Leinonen et al. 2020; Harris et al. 2022).
 * :class:`StageNoise` — one N(0, 1) map per sample at a stage's resolution, added to every feature channel
-  with a learned per-channel scale (StyleGAN, Karras et al. 2019), initialised to zero: fine-scale
+  with a learned per-channel scale (StyleGAN, Karras et al. 2019), initialised to ``stage_noise_init`` (0): fine-scale
   texture, which G turns on as far as the losses reward it.
 
 ``std`` multiplies both (1 = as trained; 0 = a deterministic generator when dropout is 0 too).

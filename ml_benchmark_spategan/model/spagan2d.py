@@ -142,9 +142,9 @@ class Generator(nn.Module):
         self.merge = conv1x1(2 * f, f)
         self.post = nn.Sequential(*[GenResBlock(f, p) for _ in range(n - n_mid - n_pre)])
         chans = (f,) + tuple(cfg.upsample_channels)
-        self.stages = nn.ModuleList(
-            _UpStage(a, b, static_channels, p, StageNoise(b, cfg.noise_std, cfg.stage_noise_init) if cfg.stage_noise else None)
-            for a, b in zip(chans[:-1], chans[1:], strict=True))
+        noise = (lambda c: StageNoise(c, cfg.noise_std, cfg.stage_noise_init)) if cfg.stage_noise else (lambda c: None)
+        self.stages = nn.ModuleList(_UpStage(a, b, static_channels, p, noise(b))
+                                    for a, b in zip(chans[:-1], chans[1:], strict=True))
         self.head = nn.Sequential(group_norm(chans[-1]), nn.LeakyReLU(LEAKY_SLOPE),
                                   conv3x3(chans[-1], 1, padding_mode=GEN_PADDING))
         self.doy_film = film_or_none(doy_film, f)  # on the coarse trunk's output
