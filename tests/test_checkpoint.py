@@ -69,6 +69,20 @@ def test_compatibility_names_the_mismatch():
     assert "data.target_variable" in str(err.value)
 
 
+def test_a_checkpoint_from_before_later_keys_stays_compatible():
+    """A run stored before model.base, the spectral loss and stage_noise_init existed resumes: the keys it
+    lacks take the values that rebuild its model, not a difference."""
+    from ml_benchmark_spategan.config import load_config
+    from ml_benchmark_spategan.config.loader import config_to_dict
+
+    old = config_to_dict(load_config(None))
+    del old["model"]["base"], old["model"]["generator"]["stage_noise_init"], old["training"]["loss"]["spectral_weight"]
+    resumed = config_to_dict(load_config(None, ["model.base=none", "training.loss.spectral_weight=0"]))
+    check_compatible({"config": old}, resumed, "old.pt")
+    with pytest.raises(CheckpointError, match=r"model.base: checkpoint has 'none', this run has 'auto'"):
+        check_compatible({"config": old}, config_to_dict(load_config(None)), "old.pt")
+
+
 def test_rng_state_round_trip():
     state = capture_rng_state()
     expected = (random.random(), np.random.rand(), torch.rand(1).item())

@@ -66,11 +66,12 @@ def test_stored_configs_without_later_keys_rebuild_their_old_models(tmp_path):
     from ml_benchmark_spategan.config.loader import config_from_dict
 
     old = config_to_dict(Config())
-    del old["model"]["base"]
+    del old["model"]["base"], old["training"]["loss"]["spectral_weight"]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(old))
     assert load_config(path, stored=True).model.base == "none"
     assert config_from_dict(old).model.base == "none"
+    assert config_from_dict(old).training.loss.spectral_weight == 0.0  # the objective those runs trained with
     assert load_config(path).model.base == Config().model.base == "auto"
     assert "base" not in old["model"]  # the caller's mapping is left as it was
 

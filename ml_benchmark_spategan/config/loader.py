@@ -381,7 +381,7 @@ def _validate(raw: Any, overrides: Sequence[str], source: str) -> Config:
 # --- public API ---------------------------------------------------------------------------------------
 #: Keys added after runs were first stored, with the value that rebuilds those runs' models: a run folder's
 #: config.yaml or a checkpoint's config without the key gets this value, not today's default.
-LEGACY_DEFAULTS: dict[tuple[str, ...], Any] = {("model", "base"): "none"}
+LEGACY_DEFAULTS: dict[tuple[str, ...], Any] = {("model", "base"): "none", ("training", "loss", "spectral_weight"): 0.0}
 
 
 def with_legacy_defaults(data: Mapping[str, Any] | None) -> dict[str, Any] | None:

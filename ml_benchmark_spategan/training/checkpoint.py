@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ml_benchmark_spategan.config.loader import ConfigError, config_from_dict, config_to_dict
+
 FORMAT_VERSION = 1
 # Config entries that must agree between a checkpoint and the run that loads it.
 COMPATIBILITY_KEYS = (
@@ -32,8 +34,10 @@ COMPATIBILITY_KEYS = (
     "data.target_kind",
     "data.use_orography",
     "model.name",
+    "model.base",
     "model.generator",
     "model.discriminator",
+    "model.unet",
 )
 
 
@@ -97,9 +101,20 @@ def _lookup(tree: dict, dotted: str):
     return node
 
 
+def _completed(saved: dict) -> dict:
+    """``saved`` as the full config it stands for (unchanged if it does not validate: the keys then differ)."""
+    try:
+        return config_to_dict(config_from_dict(saved))
+    except ConfigError:
+        return saved
+
+
 def check_compatible(state: dict, config: dict, path: str | Path) -> None:
-    """Refuse a checkpoint whose model/data identity differs from ``config`` (both as plain dicts)."""
-    saved = state.get("config", {})
+    """Refuse a checkpoint whose model/data identity differs from ``config`` (both as plain dicts).
+
+    Both are completed first (keys a stored config predates take their legacy value or default, as when it
+    is loaded), so a key added to the schema later is not a difference."""
+    saved, config = _completed(state.get("config", {})), _completed(config)
     problems = [
         f"{key}: checkpoint has {_lookup(saved, key)!r}, this run has {_lookup(config, key)!r}"
         for key in COMPATIBILITY_KEYS
