@@ -21,7 +21,7 @@ import inspect
 import torch
 from torch import nn
 
-from ml_benchmark_spategan.model.baselines import BilinearBaseline, sample_members
+from ml_benchmark_spategan.model.baselines import BilinearBaseline, accepts_doy, sample_members
 
 #: Factor on the initial weights of the wrapped network's output convolution.
 OUTPUT_INIT_SCALE = 0.1
@@ -43,7 +43,7 @@ class BaselineResidual(nn.Module):
         self.net = net
         self.base = BilinearBaseline(in_shape, out_shape)
         self._last_base: torch.Tensor | None = None
-        self._takes_doy = "doy" in inspect.signature(net.forward).parameters
+        self._takes_doy = accepts_doy(net, "forward")
         _shrink_output(net, OUTPUT_INIT_SCALE)
         if hasattr(net, "auxiliary_loss"):  # resgan's mean network: its MSE is on baseline + mean
             self.auxiliary_loss = self._auxiliary_loss
@@ -54,12 +54,16 @@ class BaselineResidual(nn.Module):
 
     def forward(self, x_lr: torch.Tensor, static_hr: torch.Tensor | None = None,
                 n_members: int | None = None, doy: torch.Tensor | None = None) -> torch.Tensor:
-        base = self.base(x_lr, doy=doy).to(x_lr.dtype)  # (B, 1, H, W)
-        self._last_base = base
+        base = self._base(x_lr, doy)
         kwargs = {"doy": doy} if doy is not None and self._takes_doy else {}
         if n_members is None:
             return base + self.net(x_lr, static_hr, **kwargs)
         return base + self.net(x_lr, static_hr, n_members=n_members, **kwargs)
+
+    def _base(self, x_lr: torch.Tensor, doy: torch.Tensor | None) -> torch.Tensor:
+        """The baseline (B, 1, H, W), kept for :meth:`auxiliary_loss`."""
+        self._last_base = self.base(x_lr, doy=doy).to(x_lr.dtype)
+        return self._last_base
 
     def sample(self, x_lr: torch.Tensor, n_members: int, static_hr: torch.Tensor | None = None,
                doy: torch.Tensor | None = None) -> torch.Tensor:
@@ -67,9 +71,7 @@ class BaselineResidual(nn.Module):
         through its ``forward(..., n_members=)`` when it has one, else through its ``sample``)."""
         if _stochastic(self.net):
             return self(x_lr, static_hr, n_members=n_members, doy=doy)
-        base = self.base(x_lr, doy=doy).to(x_lr.dtype)
-        self._last_base = base
-        return base + sample_members(self.net, x_lr, n_members, static_hr, doy)
+        return self._base(x_lr, doy) + sample_members(self.net, x_lr, n_members, static_hr, doy)
 
     def _auxiliary_loss(self, y_real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # the wrapped network's own loss against the departure from the baseline of the last forward pass

@@ -79,8 +79,9 @@ def masked_crps_fair(members: torch.Tensor, y_true: torch.Tensor, mask: torch.Te
 
 
 @lru_cache(maxsize=8)
-def _bin_matrix(ny: int, nx: int) -> torch.Tensor:
-    return torch.tensor(np.array(bin_weights(ny, nx, "benchmark")), dtype=torch.float32)
+def _bin_matrix(ny: int, nx: int, device: torch.device) -> torch.Tensor:
+    """The benchmark's bin weights on ``device``, built once per grid and device (not copied every step)."""
+    return torch.tensor(np.array(bin_weights(ny, nx, "benchmark")), dtype=torch.float32, device=device)
 
 
 def radial_power(fields: torch.Tensor) -> torch.Tensor:
@@ -89,7 +90,7 @@ def radial_power(fields: torch.Tensor) -> torch.Tensor:
     n, ny, nx = fields.shape
     spec = torch.fft.rfft2(fields.float())
     power = (spec.real.square() + spec.imag.square()).reshape(n, -1).mean(0)
-    return power @ _bin_matrix(ny, nx).to(power.device)
+    return power @ _bin_matrix(ny, nx, power.device)
 
 
 def masked_log_spectral_distance(members: torch.Tensor, y_true: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

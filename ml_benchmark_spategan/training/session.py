@@ -174,7 +174,8 @@ def _sampling_weights(cfg: Config, train: DomainData, run_dir: Path | None, logg
 
 def _fit_fixed_model(bundle: ModelBundle, train: DomainData, normalizers: Normalizers, bilinear_predictor: str,
                      logger: logging.Logger) -> None:
-    """Fit the statistics of a model without trainable parameters (the bilinear baseline) on ``train``."""
+    """Fit the interpolation baseline's statistics on ``train``: the ``bilinear`` model's, or the baseline a
+    ``model.base: interpolation`` network adds its output to (both expose ``load_fit``)."""
     generator = bundle.generator
     if not hasattr(generator, "load_fit"):
         return
