@@ -23,7 +23,7 @@ from ml_benchmark_spategan.visualization.evaluation_figures import (
     histogram_bins,
     rank_histogram_figure,
 )
-from ml_benchmark_spategan.visualization.figures import LOSS_YLABEL, map_units_label
+from ml_benchmark_spategan.visualization.figures import LOSS_YLABEL, LOSS_YLABEL_MIXED, map_units_label
 
 
 def _draw(fig):
@@ -169,3 +169,14 @@ def test_bias_bars_one_panel_per_unit():
                             units={"mean": "mm/day", "cwd": "days"}))
     assert [ax.get_ylabel() for ax in _panels(fig)] == ["|bias| (mm/day)", "|bias| (days)"]
     assert [[p.get_height() for p in ax.patches] for ax in _panels(fig)] == [[0.3, 0.2], [1.5, 2.5]]
+
+
+def test_losses_with_a_unit_carry_it_in_the_legend():
+    history = {"g/loss": [1.0, 0.8], "g/loss_crps": [0.05, 0.04], "g/loss_spectral": [0.008, 0.005],
+               "d/loss": [1.38, 1.37]}
+    fig = _draw(losses_figure(history, [1, 2]))
+    by_title = {ax.get_title(): ax for ax in _panels(fig)}
+    g_ax, d_ax = by_title["generator losses"], by_title["discriminator losses"]
+    legend = [t.get_text() for t in g_ax.get_legend().get_texts()]
+    assert "g/loss_spectral (dB²)" in legend and "g/loss_crps" in legend
+    assert g_ax.get_ylabel() == LOSS_YLABEL_MIXED and d_ax.get_ylabel() == LOSS_YLABEL

@@ -29,6 +29,9 @@ from ml_benchmark_spategan.visualization.maps import (
 LOSS_GROUPS = {"d/": "discriminator losses", "g/": "generator losses", "val/": "validation"}
 #: Losses are computed on the normalised target (and the adversarial ones are cross-entropies): no unit.
 LOSS_YLABEL = "loss (dimensionless, normalised target)"
+#: Logged losses that do have a unit; their legend entries carry it and the panel's y label says so.
+LOSS_UNITS = {"g/loss_spectral": "dB²"}
+LOSS_YLABEL_MIXED = "loss (normalised target; units in the legend, else dimensionless)"
 #: Validation diagnostics (history names without ``val/``) -> (quantity, unit or None = the target's, ideal).
 DIAGNOSTIC_AXES = {
     "rmse": ("RMSE of ensemble mean", None, None),
@@ -160,11 +163,13 @@ def losses_figure(history: Mapping[str, Sequence[float]], epochs: Sequence[float
     groups: dict[str, dict[str, Sequence[float]]] = {}
     for key, values in history.items():
         prefix = next((p for p in LOSS_GROUPS if key.startswith(p)), None)
-        groups.setdefault(LOSS_GROUPS[prefix] if prefix else "other", {})[key] = values
+        label = f"{key} ({LOSS_UNITS[key]})" if key in LOSS_UNITS else key
+        groups.setdefault(LOSS_GROUPS[prefix] if prefix else "other", {})[label] = values
     fig = Figure(figsize=(5 * len(groups), 3.8), layout="constrained")
     for i, (name, series) in enumerate(groups.items(), start=1):
         ax = fig.add_subplot(1, len(groups), i)
-        plot_lines(ax, epochs, series, ylabel=LOSS_YLABEL, logy=_positive(series))
+        mixed = any(key in series for key in (f"{k} ({u})" for k, u in LOSS_UNITS.items()))
+        plot_lines(ax, epochs, series, ylabel=LOSS_YLABEL_MIXED if mixed else LOSS_YLABEL, logy=_positive(series))
         ax.set_title(name, fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
