@@ -31,7 +31,7 @@ LOSS_GROUPS = {"d/": "discriminator losses", "g/": "generator losses", "val/": "
 LOSS_YLABEL = "loss (dimensionless, normalised target)"
 #: Logged losses that do have a unit; their legend entries carry it and the panel's y label says so.
 LOSS_UNITS = {"g/loss_spectral": "dB²"}
-LOSS_YLABEL_MIXED = "loss (normalised target; units in the legend, else dimensionless)"
+LOSS_YLABEL_MIXED = "loss (units in legend, else none)"
 #: Validation diagnostics (history names without ``val/``) -> (quantity, unit or None = the target's, ideal).
 DIAGNOSTIC_AXES = {
     "rmse": ("RMSE of ensemble mean", None, None),
