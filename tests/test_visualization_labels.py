@@ -180,3 +180,21 @@ def test_losses_with_a_unit_carry_it_in_the_legend():
     legend = [t.get_text() for t in g_ax.get_legend().get_texts()]
     assert "g/loss_spectral (dB²)" in legend and "g/loss_crps" in legend
     assert g_ax.get_ylabel() == LOSS_YLABEL_MIXED and d_ax.get_ylabel() == LOSS_YLABEL
+
+
+def test_psd_wavelength_axis_has_plain_labels_on_a_coarse_grid():
+    """A 64x64 grid at 25 km spans under two decades of wavelength: the top axis used to label its minor
+    ticks '6x10^2 4x10^2 3x10^2 ...' on top of each other."""
+    from matplotlib.figure import Figure
+
+    from ml_benchmark_spategan.visualization.curves import plot_psd
+
+    k = np.arange(1, 33) / (64 * 25.0)
+    fig = Figure()
+    ax = fig.add_subplot()
+    plot_psd(ax, {"target": (k, k ** -3.0)}, ylabel="power of tasmax (K²)")
+    _draw(fig)
+    top = ax.child_axes[0].xaxis
+    major = _tick_texts(top)
+    assert major and all(float(t) > 0 for t in major)  # plain numbers: 50, 100, 200, ...
+    assert not any(t.get_text() for t in top.get_minorticklabels())

@@ -75,6 +75,11 @@ def plot_psd(ax, curves: Mapping[str, tuple], xlabel: str = "wavenumber (cycles/
     if "cycles/km" in xlabel:  # the same axis read as wavelength: 1 / k
         top = ax.secondary_xaxis("top", functions=(_reciprocal, _reciprocal))
         top.set_xlabel("wavelength (km)")
+        # plain labels at 1-2-5 per decade, none on minor ticks (a span of one or two decades otherwise gets
+        # overlapping '6x10^2 4x10^2 ...' minor labels)
+        top.xaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0), numticks=15))
+        top.xaxis.set_major_formatter(FuncFormatter(plain_number))
+        top.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
     ax.legend(fontsize=8)
     return ax
 
